@@ -1,0 +1,35 @@
+"""The primitives: each a :class:`~minihyena.autograd.Function` with a forward and a hand-derived backward.
+
+Models are written with these (and the Tensor operators that call them); gradients then follow.
+"""
+from .conv import FFTConv, ShortConv, fftconv, short_conv
+from .elementwise import GELU, Add, Div, Dropout, Exp, Mul, Sin, Sub, add, div, dropout, exp, gelu, mul, sin, sub
+from .linear import Embedding, Linear, MatMul, embedding, linear, matmul
+from .norm import CrossEntropy, LayerNorm, Softmax, cross_entropy, layer_norm, softmax
+from .shape import (
+    Concatenate,
+    GetItem,
+    Reshape,
+    Split,
+    Sum,
+    Transpose,
+    concatenate,
+    getitem,
+    mean,
+    reshape,
+    split,
+    sum,
+    swapaxes,
+    transpose,
+)
+
+__all__ = [
+    "add", "sub", "mul", "div", "exp", "sin", "gelu", "dropout",
+    "matmul", "linear", "embedding",
+    "fftconv", "short_conv",
+    "layer_norm", "softmax", "cross_entropy",
+    "reshape", "transpose", "swapaxes", "getitem", "split", "concatenate", "sum", "mean",
+    "Add", "Sub", "Mul", "Div", "Exp", "Sin", "GELU", "Dropout", "MatMul", "Linear", "Embedding",
+    "FFTConv", "ShortConv", "LayerNorm", "Softmax", "CrossEntropy",
+    "Reshape", "Transpose", "GetItem", "Split", "Concatenate", "Sum",
+]

@@ -1,0 +1,73 @@
+"""Argument checks shared by the primitives: clear errors instead of deep NumPy tracebacks."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..autograd import Tensor
+
+
+def as_tensor(x, like: Tensor | None = None) -> Tensor:
+    """Wrap a constant (scalar, list, array) as a Tensor on ``like``'s backend and float dtype."""
+    if isinstance(x, Tensor):
+        return x
+    if like is None:
+        return Tensor(x)
+    dtype = like.dtype if np.issubdtype(like.dtype, np.floating) else None
+    return Tensor(like.backend.asarray(x, dtype=dtype), backend=like.backend)
+
+
+def tensors_pair(a, b) -> tuple[Tensor, Tensor]:
+    """Two Tensors for a binary op; a plain constant takes the other operand's backend and dtype."""
+    if isinstance(a, Tensor):
+        return a, as_tensor(b, like=a)
+    if isinstance(b, Tensor):
+        return as_tensor(a, like=b), b
+    return Tensor(a), Tensor(b)
+
+
+def is_float(x) -> bool:
+    return np.issubdtype(np.dtype(x.dtype), np.floating)
+
+
+def check_float(op: str, name: str, x) -> None:
+    if not is_float(x):
+        raise TypeError(f"{op}: {name} must be a floating-point tensor, got dtype {np.dtype(x.dtype)}")
+
+
+def check_int(op: str, name: str, x) -> None:
+    if not np.issubdtype(np.dtype(x.dtype), np.integer):
+        raise TypeError(f"{op}: {name} must hold integer ids, got dtype {np.dtype(x.dtype)}")
+
+
+def check_ndim(op: str, name: str, x, ndim: int, layout: str) -> None:
+    if x.ndim != ndim:
+        raise ValueError(f"{op}: {name} must be {ndim}-D {layout}, got shape {tuple(x.shape)}")
+
+
+def check_ids(op: str, name: str, ids, high: int, ignore_index: int | None = None) -> None:
+    """Every id must lie in [0, high) (``ignore_index`` excepted)."""
+    if ids.size == 0:
+        return
+    valid = ids if ignore_index is None else ids[ids != ignore_index]
+    if valid.size == 0:
+        return
+    lo, hi = int(valid.min()), int(valid.max())
+    if lo < 0 or hi >= high:
+        bad = lo if lo < 0 else hi
+        raise ValueError(f"{op}: {name} contains id {bad}, outside the valid range [0, {high})")
+
+
+def unbroadcast(g, shape: tuple, dtype):
+    """Sum a broadcast gradient back to ``shape`` (the reverse of NumPy broadcasting)."""
+    while g.ndim > len(shape):
+        g = g.sum(axis=0)
+    for axis, n in enumerate(shape):
+        if n == 1 and g.shape[axis] != 1:
+            g = g.sum(axis=axis, keepdims=True)
+    return g.astype(dtype, copy=False)
+
+
+def normalize_axis(op: str, axis: int, ndim: int) -> int:
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{op}: axis {axis} is out of range for a {ndim}-D tensor")
+    return axis % ndim

@@ -1,0 +1,207 @@
+"""Elementwise primitives: broadcasting arithmetic, sin, exp, GELU and dropout."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..autograd import Function, Tensor
+from ._checks import check_float, tensors_pair, unbroadcast
+
+
+def _broadcast_check(op: str, a: Tensor, b: Tensor) -> None:
+    try:
+        np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        raise ValueError(f"{op}: shapes {a.shape} and {b.shape} do not broadcast") from None
+
+
+class Add(Function):
+    r"""$y = a + b$ (broadcasting); $\partial a = \mathrm{unbroadcast}(g)$, same for b."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.shapes = (a.shape, a.dtype, b.shape, b.dtype)
+        return a + b
+
+    @staticmethod
+    def backward(ctx, g):
+        sa, da, sb, db = ctx.shapes
+        return unbroadcast(g, sa, da), unbroadcast(g, sb, db)
+
+
+class Sub(Function):
+    r"""$y = a - b$; $\partial a = g$, $\partial b = -g$ (each unbroadcast)."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.shapes = (a.shape, a.dtype, b.shape, b.dtype)
+        return a - b
+
+    @staticmethod
+    def backward(ctx, g):
+        sa, da, sb, db = ctx.shapes
+        return unbroadcast(g, sa, da), unbroadcast(-g, sb, db)
+
+
+class Mul(Function):
+    r"""$y = a \odot b$; $\partial a = g \odot b$, $\partial b = g \odot a$ (each unbroadcast)."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a * b
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved
+        ga = unbroadcast(g * b, a.shape, a.dtype) if ctx.needs_input_grad[0] else None
+        gb = unbroadcast(g * a, b.shape, b.dtype) if ctx.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Div(Function):
+    r"""$y = a / b$; $\partial a = g / b$, $\partial b = -g\, a / b^2$ (each unbroadcast)."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a / b
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved
+        ga = unbroadcast(g / b, a.shape, a.dtype) if ctx.needs_input_grad[0] else None
+        gb = unbroadcast(-g * a / (b * b), b.shape, b.dtype) if ctx.needs_input_grad[1] else None
+        return ga, gb
+
+
+def _binary(fn, op: str, a, b) -> Tensor:
+    a, b = tensors_pair(a, b)
+    _broadcast_check(op, a, b)
+    return fn.apply(a, b)
+
+
+def add(a, b) -> Tensor:
+    """Broadcasting sum ``a + b``."""
+    return _binary(Add, "add", a, b)
+
+
+def sub(a, b) -> Tensor:
+    """Broadcasting difference ``a - b``."""
+    return _binary(Sub, "sub", a, b)
+
+
+def mul(a, b) -> Tensor:
+    """Broadcasting product ``a * b``."""
+    return _binary(Mul, "mul", a, b)
+
+
+def div(a, b) -> Tensor:
+    """Broadcasting quotient ``a / b``."""
+    return _binary(Div, "div", a, b)
+
+
+class Exp(Function):
+    r"""$y = e^x$; $\partial x = g \odot y$."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = ctx.xp.exp(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved
+        return g * y
+
+
+class Sin(Function):
+    r"""$y = \sin x$; $\partial x = g \odot \cos x$."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return ctx.xp.sin(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved
+        return g * ctx.xp.cos(x)
+
+
+_GELU_C = math.sqrt(2.0 / math.pi)
+
+
+class GELU(Function):
+    r"""GELU, tanh form: $y = \tfrac12 x (1 + \tanh s)$ with $s = c (x + 0.044715 x^3)$, $c = \sqrt{2/\pi}$.
+
+    Backward: $\partial x = g \left[\tfrac12 (1 + \tanh s) + \tfrac12 x (1 - \tanh^2 s)\, c (1 + 3 \cdot 0.044715 x^2)\right]$.
+    """
+
+    @staticmethod
+    def forward(ctx, x):
+        xp = ctx.xp
+        t = xp.tanh(_GELU_C * (x + 0.044715 * x**3))
+        ctx.save_for_backward(x, t)
+        return 0.5 * x * (1.0 + t)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, t = ctx.saved
+        ds = _GELU_C * (1.0 + 3.0 * 0.044715 * x * x)
+        return g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * ds)
+
+
+def _unary(fn, op: str, x: Tensor) -> Tensor:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{op}: expected a Tensor, got {type(x).__name__}")
+    check_float(op, "x", x)
+    return fn.apply(x)
+
+
+def exp(x: Tensor) -> Tensor:
+    """Elementwise $e^x$."""
+    return _unary(Exp, "exp", x)
+
+
+def sin(x: Tensor) -> Tensor:
+    """Elementwise $\\sin x$."""
+    return _unary(Sin, "sin", x)
+
+
+def gelu(x: Tensor) -> Tensor:
+    """GELU in its tanh approximation (GPT-2's)."""
+    return _unary(GELU, "gelu", x)
+
+
+class Dropout(Function):
+    r"""$y = x \odot m / (1-p)$ with a fixed Bernoulli mask $m$; $\partial x = g \odot m / (1-p)$."""
+
+    @staticmethod
+    def forward(ctx, x, mask, p):
+        scale = mask.astype(x.dtype) / x.dtype.type(1.0 - p)
+        ctx.save_for_backward(scale)
+        return x * scale
+
+    @staticmethod
+    def backward(ctx, g):
+        (scale,) = ctx.saved
+        return g * scale, None
+
+
+def dropout(x: Tensor, p: float = 0.1, training: bool = True, rng=None) -> Tensor:
+    """Zero each element with probability ``p`` and scale the rest by ``1/(1-p)`` (identity if not training).
+
+    ``rng`` is a ``numpy.random.Generator`` (or a seed); the mask is drawn on the host.
+    """
+    check_float("dropout", "x", x)
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout: p must be in [0, 1), got {p}")
+    if not training or p == 0.0:
+        return x
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    mask = x.backend.asarray(rng.random(x.shape) >= p)
+
+    return Dropout.apply(x, mask, p=p)

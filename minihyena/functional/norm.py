@@ -1,0 +1,130 @@
+"""Normalisation and probability primitives: layer norm, softmax, cross-entropy."""
+from __future__ import annotations
+
+
+from ..autograd import Function, Tensor
+from ._checks import check_float, check_ids, check_int, normalize_axis
+
+
+class LayerNorm(Function):
+    r"""Layer norm over the last axis (size $D$):
+
+    $\mu = \frac1D \sum_i x_i$, $\sigma^2 = \frac1D \sum_i (x_i-\mu)^2$, $\hat x = (x-\mu)/\sqrt{\sigma^2+\epsilon}$,
+    $y = \gamma \odot \hat x + \beta$.
+
+    Backward with upstream $g$ and $\hat g = g \odot \gamma$:
+    $\partial x = \frac{1}{\sqrt{\sigma^2+\epsilon}}\left(\hat g - \overline{\hat g} - \hat x\, \overline{\hat g \odot \hat x}\right)$
+    (bars are means over the last axis), $\partial\gamma = \sum_{\text{rows}} g \odot \hat x$, $\partial\beta = \sum_{\text{rows}} g$.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, eps):
+        mu = x.mean(axis=-1, keepdims=True)
+        xc = x - mu
+        rstd = 1.0 / ctx.xp.sqrt((xc * xc).mean(axis=-1, keepdims=True) + eps)  # (..., 1)
+        xhat = xc * rstd
+        ctx.save_for_backward(xhat, rstd, weight)
+        y = xhat * weight if weight is not None else xhat.copy()
+        if bias is not None:
+            y += bias
+        return y.astype(x.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, g):
+        xhat, rstd, weight = ctx.saved
+        gh = g * weight if weight is not None else g
+        dx = rstd * (gh - gh.mean(axis=-1, keepdims=True) - xhat * (gh * xhat).mean(axis=-1, keepdims=True))
+        rows = (-1, g.shape[-1])
+        dw = (g * xhat).reshape(rows).sum(axis=0) if weight is not None and ctx.needs_input_grad[1] else None
+        db = g.reshape(rows).sum(axis=0) if ctx.needs_input_grad[2] else None
+        return dx.astype(g.dtype, copy=False), dw, db, None
+
+
+def layer_norm(x: Tensor, weight: Tensor | None = None, bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """Normalise the last axis to zero mean and unit variance, then scale and shift."""
+    check_float("layer_norm", "x", x)
+    D = x.shape[-1] if x.ndim else None
+    for name, p in (("weight", weight), ("bias", bias)):
+        if p is not None:
+            check_float("layer_norm", name, p)
+            if p.shape != (D,):
+                raise ValueError(f"layer_norm: {name} must have shape ({D},) for x of shape {x.shape}, got {p.shape}")
+    return LayerNorm.apply(x, weight, bias, eps)
+
+
+def _softmax(xp, x, axis):
+    e = xp.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+class Softmax(Function):
+    r"""$y_i = e^{x_i} / \sum_j e^{x_j}$ along an axis; $\partial x = y \odot (g - \sum_j g_j y_j)$."""
+
+    @staticmethod
+    def forward(ctx, x, axis):
+        y = _softmax(ctx.xp, x, axis)
+        ctx.axis = axis
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved
+        return y * (g - (g * y).sum(axis=ctx.axis, keepdims=True)), None
+
+
+def softmax(x: Tensor, axis: int = -1) -> Tensor:
+    """Softmax along ``axis`` (max-subtracted, so large logits do not overflow)."""
+    check_float("softmax", "x", x)
+    return Softmax.apply(x, normalize_axis("softmax", axis, x.ndim))
+
+
+class CrossEntropy(Function):
+    r"""Mean cross-entropy of logits against integer targets, skipping ``ignore_index``:
+
+    $\ell = \frac{1}{N} \sum_{n:\, t_n \ne \text{ignore}} \left(\log\sum_j e^{z_{n,j}} - z_{n,t_n}\right)$,
+    $N$ = the number of counted positions. Backward: $\partial z_n = \frac{g}{N}(\mathrm{softmax}(z_n) - e_{t_n})$
+    for counted rows, 0 for ignored ones. Shapes: logits (..., V), targets (...) -> scalar.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, targets, ignore_index):
+        xp = ctx.xp
+        z = logits.reshape(-1, logits.shape[-1])  # (N, V)
+        t = targets.reshape(-1)  # (N,)
+        keep = t != ignore_index
+        count = max(int(keep.sum()), 1)
+        m = z.max(axis=-1, keepdims=True)
+        lse = xp.log(xp.exp(z - m).sum(axis=-1)) + m[:, 0]  # (N,)
+        safe_t = xp.where(keep, t, 0)
+        picked = xp.take_along_axis(z, safe_t[:, None], axis=-1)[:, 0]  # (N,)
+        loss = ((lse - picked) * keep).sum() / count
+        ctx.save_for_backward(z, lse, safe_t, keep)
+        ctx.meta = (logits.shape, count)
+        return xp.asarray(loss, dtype=logits.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        xp = ctx.xp
+        z, lse, safe_t, keep = ctx.saved
+        shape, count = ctx.meta
+        p = xp.exp(z - lse[:, None])  # (N, V) softmax
+        p[xp.arange(p.shape[0]), safe_t] -= 1.0
+        p *= (keep[:, None] * (g / count)).astype(p.dtype)
+        return p.reshape(shape), None, None
+
+
+def cross_entropy(logits: Tensor, targets, ignore_index: int = -100) -> Tensor:
+    """Mean cross-entropy (nats) of ``logits`` (..., V) against integer ``targets`` (...).
+
+    Positions whose target equals ``ignore_index`` are left out of the mean.
+    """
+    check_float("cross_entropy", "logits", logits)
+    targets = targets if isinstance(targets, Tensor) else Tensor(logits.backend.asarray(targets), backend=logits.backend)
+    check_int("cross_entropy", "targets", targets)
+    if logits.ndim < 1 or targets.shape != logits.shape[:-1]:
+        raise ValueError(
+            f"cross_entropy: targets shape {targets.shape} must equal logits shape {logits.shape} without its last axis"
+        )
+    check_ids("cross_entropy", "targets", targets.data, logits.shape[-1], ignore_index)
+    return CrossEntropy.apply(logits, targets, ignore_index)
