@@ -1,8 +1,87 @@
-"""Command line: ``minihyena <command>`` (also ``python -m minihyena <command>``)."""
+"""Command line: ``minihyena train | sample | demo`` (also ``python -m minihyena ...``).
+
+Errors the user can fix (a bad path, a corrupt checkpoint, an unknown backend, a prompt with
+unknown characters) print one line and exit with status 2; set ``MINIHYENA_DEBUG=1`` for the traceback.
+"""
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import sys
+
+# Settable from the command line: dest -> (flag, type, help). Defaults come from TrainConfig.
+_TRAIN_FLAGS = {
+    "data": ("--data", str, "UTF-8 text file to train on (default: the bundled Shakespeare corpus)"),
+    "out": ("--out", str, "folder for the checkpoint and history (default: out)"),
+    "max_iters": ("--max-iters", int, "total optimiser steps"),
+    "seq_len": ("--seq-len", int, "characters per training window"),
+    "batch_size": ("--batch-size", int, "windows per step"),
+    "lr": ("--lr", float, "peak learning rate"),
+    "min_lr": ("--min-lr", float, "final learning rate of the cosine schedule"),
+    "warmup_iters": ("--warmup-iters", int, "linear warm-up steps"),
+    "weight_decay": ("--weight-decay", float, "decoupled weight decay of matrices and embeddings"),
+    "grad_clip": ("--grad-clip", float, "global gradient-norm clip (0: off)"),
+    "eval_interval": ("--eval-interval", int, "validate and save every this many steps"),
+    "eval_iters": ("--eval-iters", int, "validation batches per evaluation"),
+    "seed": ("--seed", int, "seed of initialisation and batches"),
+    "backend": ("--backend", str, "numpy, numba, cupy or auto (default: MINIHYENA_BACKEND or numpy)"),
+}
+_MODEL_FLAGS = {
+    "d_model": ("--d-model", int, "model width"),
+    "n_layer": ("--n-layer", int, "number of blocks"),
+    "order": ("--order", int, "Hyena order N (N gates, N-1 long convolutions)"),
+    "filter_order": ("--filter-order", int, "width of the implicit filter network"),
+    "filter_w": ("--filter-w", float, "initial frequency of the filter network's sine"),
+    "mlp_ratio": ("--mlp-ratio", int, "MLP hidden width / model width"),
+    "dropout": ("--dropout", float, "dropout probability"),
+}
+
+
+def _train(args) -> int:
+    from .checkpoint import load_checkpoint
+    from .generate import generate
+    from .nn.model import HyenaConfig
+    from .train import TrainConfig, Trainer
+
+    given = {k: getattr(args, k) for k in _TRAIN_FLAGS if getattr(args, k) is not None}
+    model_given = {k: getattr(args, k) for k in _MODEL_FLAGS if getattr(args, k) is not None}
+    if args.resume:
+        out = given.get("out", TrainConfig.out)
+        _, meta = load_checkpoint(os.path.join(out, "ckpt.npz"))
+        if model_given:
+            raise ValueError(f"--resume keeps the saved model; drop {', '.join(_MODEL_FLAGS[k][0] for k in model_given)}")
+        saved = {k: v for k, v in meta.get("train_config", {}).items() if k in {f.name for f in dataclasses.fields(TrainConfig)}}
+        cfg = TrainConfig(**{**saved, **given})
+        trainer = Trainer(cfg, resume=True)
+    else:
+        cfg = TrainConfig(**given)
+        trainer = Trainer(cfg, HyenaConfig(**model_given))
+    result = trainer.run(progress=not args.no_progress)
+    if result.stopped == "interrupted":
+        return 130
+    print(f"finished {result.step} steps in {result.seconds:.0f} s ({result.tokens_per_second:,.0f} tokens/s); "
+          f"validation loss {result.val_loss:.4f}; checkpoint {result.checkpoint}")
+    if args.sample_tokens > 0:
+        prompt = trainer.tokenizer.encode(args.prompt, name="prompt") if args.prompt else trainer.tokenizer.encode("\n")
+        ids = generate(trainer.model, prompt, args.sample_tokens, temperature=0.8, top_k=None, seed=cfg.seed)
+        print("\n--- sample ---")
+        print(trainer.tokenizer.decode(ids))
+    return 0
+
+
+def _sample(args) -> int:
+    from .checkpoint import load_model
+    from .generate import generate
+
+    model, tokenizer, _ = load_model(args.checkpoint, backend=args.backend)
+    prompt = args.prompt if args.prompt else "\n"
+    ids = tokenizer.encode(prompt, name="prompt")
+    if len(ids) > model.config.l_max:
+        ids = ids[-model.config.l_max:]
+    out = generate(model, ids, args.max_new_tokens, args.temperature, args.top_k, seed=args.seed)
+    print(prompt + tokenizer.decode(out[len(ids):]))
+    return 0
 
 
 def _demo(args) -> int:
@@ -14,26 +93,41 @@ def _demo(args) -> int:
 
     rng = np.random.default_rng(args.seed)
     B, D, L = 2, 4, args.length
-    u = rng.standard_normal((B, D, L))
-    k = rng.standard_normal((D, L))
-    skip = rng.standard_normal(D)
+    u, k, skip = rng.standard_normal((B, D, L)), rng.standard_normal((D, L)), rng.standard_normal(D)
     y = F.fftconv(Tensor(u), Tensor(k), Tensor(skip)).numpy()
-    direct = np.zeros_like(u)
+    direct = skip[:, None] * u
     for t in range(L):
-        for s in range(t + 1):
-            direct[..., t] += k[:, s] * u[..., t - s]
-    direct += skip[:, None] * u
+        direct[..., t] += (k[:, : t + 1][None] * u[..., t::-1]).sum(-1)
     err = float(np.abs(y - direct).max())
     print(f"fftconv vs direct O(L^2) sum, B={B} D={D} L={L}: max abs difference {err:.2e}")
-    args_t = [Tensor(a, dtype=np.float64, requires_grad=True) for a in (u, k, skip)]
-    gradcheck(F.fftconv, args_t, name="fftconv")
+    gradcheck(F.fftconv, [Tensor(a, dtype=np.float64, requires_grad=True) for a in (u, k, skip)], name="fftconv")
     print("fftconv backward vs central differences (u, k, skip): gradient check passed")
     return 0 if err < 1e-9 else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="minihyena", description=__doc__)
+    p = argparse.ArgumentParser(prog="minihyena", description="Hyena language models from scratch in NumPy.")
     sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a character-level Hyena LM, then print a sample")
+    for dest, (flag, typ, text) in {**_TRAIN_FLAGS, **_MODEL_FLAGS}.items():
+        t.add_argument(flag, dest=dest, type=typ, default=None, help=text)
+    t.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--sample-tokens", type=int, default=300, help="characters to sample at the end (0: none)")
+    t.add_argument("--prompt", default="", help="prompt of the final sample")
+    t.set_defaults(func=_train)
+
+    s = sub.add_parser("sample", help="continue a prompt with a trained model")
+    s.add_argument("--checkpoint", default="out/ckpt.npz", help="checkpoint file or its folder")
+    s.add_argument("--prompt", default="", help="text to continue")
+    s.add_argument("--max-new-tokens", type=int, default=500)
+    s.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
+    s.add_argument("--top-k", type=int, default=None)
+    s.add_argument("--seed", type=int, default=None)
+    s.add_argument("--backend", default=None)
+    s.set_defaults(func=_sample)
+
     d = sub.add_parser("demo", help="check the FFT convolution and its gradient")
     d.add_argument("--length", type=int, default=64)
     d.add_argument("--seed", type=int, default=0)
@@ -42,8 +136,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from .backends import BackendUnavailableError
+    from .checkpoint import CheckpointError
+    from .train import TrainingError
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (CheckpointError, BackendUnavailableError, TrainingError, FileNotFoundError, ValueError, TypeError) as exc:
+        if os.environ.get("MINIHYENA_DEBUG"):
+            raise
+        print(f"minihyena: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,0 +1,102 @@
+"""Basic layers: Linear, Embedding, LayerNorm, MLP, ShortConv, Dropout."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import functional as F
+from ..autograd import Tensor
+from .module import Module, Parameter
+
+
+def _rng(rng) -> np.random.Generator:
+    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+
+
+def normal(rng, shape, std: float, dtype) -> Parameter:
+    """A Parameter drawn from N(0, std^2)."""
+    return Parameter((_rng(rng).standard_normal(shape) * std).astype(dtype))
+
+
+def zeros(shape, dtype) -> Parameter:
+    return Parameter(np.zeros(shape, dtype=dtype))
+
+
+class Linear(Module):
+    r"""$y = x W^\top + b$ with W (out, in) ~ N(0, init_std^2) and b = 0 (GPT-2 initialisation)."""
+
+    def __init__(self, d_in: int, d_out: int, bias: bool = True, init_std: float = 0.02, rng=None, dtype=np.float32):
+        super().__init__()
+        self.weight = normal(rng, (d_out, d_in), init_std, dtype)  # (out, in)
+        self.bias = zeros((d_out,), dtype) if bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+
+class Embedding(Module):
+    """Token embedding table (V, D) ~ N(0, 0.02^2); ``forward(ids)`` -> (*ids.shape, D)."""
+
+    def __init__(self, vocab_size: int, d_model: int, init_std: float = 0.02, rng=None, dtype=np.float32):
+        super().__init__()
+        self.weight = normal(rng, (vocab_size, d_model), init_std, dtype)
+
+    def forward(self, ids) -> Tensor:
+        return F.embedding(ids, self.weight)
+
+
+class LayerNorm(Module):
+    """Layer norm over the last axis with a learnable scale (init 1) and shift (init 0)."""
+
+    def __init__(self, d_model: int, eps: float = 1e-5, dtype=np.float32):
+        super().__init__()
+        self.eps = eps
+        self.weight = Parameter(np.ones(d_model, dtype=dtype))
+        self.bias = zeros((d_model,), dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.layer_norm(x, self.weight, self.bias, self.eps)
+
+
+class Dropout(Module):
+    """Dropout with its own seeded generator; the identity in eval mode or with p = 0."""
+
+    def __init__(self, p: float = 0.0, rng=None):
+        super().__init__()
+        self.p = p
+        self.rng = _rng(rng)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.dropout(x, self.p, self.training, self.rng) if self.p > 0 else x
+
+
+class MLP(Module):
+    r"""$y = W_2\, \mathrm{GELU}(W_1 x + b_1) + b_2$, widths D -> rD -> D; W_2 gets the scaled init."""
+
+    def __init__(self, d_model: int, ratio: int = 4, out_std: float = 0.02, rng=None, dtype=np.float32, dropout: float = 0.0):
+        super().__init__()
+        self.fc1 = Linear(d_model, ratio * d_model, rng=rng, dtype=dtype)
+        self.fc2 = Linear(ratio * d_model, d_model, init_std=out_std, rng=rng, dtype=dtype)
+        self.drop = Dropout(dropout, rng=rng)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.drop(self.fc2(F.gelu(self.fc1(x))))  # (B, L, D) -> (B, L, rD) -> (B, L, D)
+
+
+class ShortConv(Module):
+    r"""Depthwise causal convolution with a short kernel (the paper's explicit first filter):
+
+    $y_{c,t} = \beta_c + \sum_j W_{c,j} z_{c,t-(K-1)+j}$, W and beta ~ U(-1/sqrt(K), 1/sqrt(K)) as in a
+    PyTorch depthwise Conv1d. Shapes: (B, C, L) -> (B, C, L).
+    """
+
+    def __init__(self, channels: int, kernel_size: int = 3, rng=None, dtype=np.float32):
+        super().__init__()
+        rng = _rng(rng)
+        bound = 1.0 / math.sqrt(kernel_size)
+        self.weight = Parameter(rng.uniform(-bound, bound, (channels, kernel_size)).astype(dtype))
+        self.bias = Parameter(rng.uniform(-bound, bound, (channels,)).astype(dtype))
+
+    def forward(self, z: Tensor) -> Tensor:
+        return F.short_conv(z, self.weight, self.bias)

@@ -1,0 +1,110 @@
+"""The language model: token embedding, pre-LN Hyena blocks, final LN, tied head."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import functional as F
+from ..autograd import Tensor
+from .hyena import HyenaOperator
+from .layers import MLP, Embedding, LayerNorm, _rng
+from .module import Module
+
+
+@dataclass
+class HyenaConfig:
+    """Everything needed to rebuild a model (saved as JSON beside the weights)."""
+
+    vocab_size: int = 65
+    d_model: int = 128
+    n_layer: int = 4
+    l_max: int = 256
+    order: int = 2
+    filter_order: int = 64
+    emb_dim: int = 33
+    short_filter_order: int = 3
+    filter_w: float = 1.0
+    mlp_ratio: int = 4
+    dropout: float = 0.0
+    dtype: str = "float32"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> HyenaConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown model configuration keys: {unknown}")
+        return cls(**d)
+
+
+class Block(Module):
+    r"""Pre-LN residual block: $x \mathrel{+}= \mathrm{Hyena}(\mathrm{LN}(x))$; $x \mathrel{+}= \mathrm{MLP}(\mathrm{LN}(x))$."""
+
+    def __init__(self, cfg: HyenaConfig, rng=None):
+        super().__init__()
+        dtype = np.dtype(cfg.dtype)
+        out_std = 0.02 / math.sqrt(2 * cfg.n_layer)  # scaled init of the residual output projections
+        self.ln_1 = LayerNorm(cfg.d_model, dtype=dtype)
+        self.mixer = HyenaOperator(
+            cfg.d_model,
+            cfg.l_max,
+            order=cfg.order,
+            filter_order=cfg.filter_order,
+            emb_dim=cfg.emb_dim,
+            short_filter_order=cfg.short_filter_order,
+            filter_w=cfg.filter_w,
+            out_std=out_std,
+            dropout=cfg.dropout,
+            rng=rng,
+            dtype=dtype,
+        )
+        self.ln_2 = LayerNorm(cfg.d_model, dtype=dtype)
+        self.mlp = MLP(cfg.d_model, cfg.mlp_ratio, out_std=out_std, rng=rng, dtype=dtype, dropout=cfg.dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.mixer(self.ln_1(x))  # (B, L, D)
+        return x + self.mlp(self.ln_2(x))  # (B, L, D)
+
+
+class HyenaLM(Module):
+    """Token embedding (no positional embedding: the filters carry position), ``n_layer`` blocks,
+    final layer norm and a head tied to the embedding. ``forward(ids)`` -> logits (B, L, V)."""
+
+    def __init__(self, cfg: HyenaConfig | None = None, seed: int = 0, **overrides):
+        super().__init__()
+        cfg = dataclasses.replace(cfg or HyenaConfig(), **overrides)
+        rng = _rng(seed)
+        self.config = cfg
+        dtype = np.dtype(cfg.dtype)
+        self.wte = Embedding(cfg.vocab_size, cfg.d_model, rng=rng, dtype=dtype)
+        self.blocks = [Block(cfg, rng=rng) for _ in range(cfg.n_layer)]
+        self.ln_f = LayerNorm(cfg.d_model, dtype=dtype)
+
+    def check_ids(self, ids) -> Tensor:
+        """Validate token ids (B, L): integers, 2-D, L <= l_max (their range is checked by the embedding)."""
+        ids = ids if isinstance(ids, Tensor) else Tensor(ids, backend=self.backend)
+        if ids.ndim != 2:
+            raise ValueError(f"token ids must be 2-D (batch, length), got shape {ids.shape}")
+        if not np.issubdtype(ids.dtype, np.integer):
+            raise TypeError(f"token ids must be integers, got dtype {ids.dtype}")
+        if ids.shape[1] > self.config.l_max:
+            raise ValueError(f"sequence length {ids.shape[1]} is longer than the model's l_max = {self.config.l_max}")
+        return ids
+
+    def forward(self, ids) -> Tensor:
+        ids = self.check_ids(ids)
+        x = self.wte(ids)  # (B, L, D)
+        for block in self.blocks:
+            x = block(x)
+        x = self.ln_f(x)
+        return F.linear(x, self.wte.weight)  # tied head: (B, L, D) -> (B, L, V)
+
+    def loss(self, ids, targets, ignore_index: int = -100) -> Tensor:
+        """Mean next-token cross-entropy (nats) of ``forward(ids)`` against ``targets`` (B, L)."""
+        return F.cross_entropy(self(ids), targets, ignore_index=ignore_index)
