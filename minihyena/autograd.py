@@ -38,7 +38,7 @@ class no_grad:
 class Context:
     """What one call of a Function remembers for its backward: a node of the graph."""
 
-    __slots__ = ("fn", "backend", "inputs", "needs_input_grad", "saved", "out_meta", "__dict__")
+    __slots__ = ("fn", "backend", "inputs", "needs_input_grad", "saved", "out_meta", "freed", "__dict__")
 
     def __init__(self, fn, backend: Backend, inputs, needs_input_grad):
         self.fn = fn
@@ -47,6 +47,7 @@ class Context:
         self.needs_input_grad = needs_input_grad
         self.saved = ()
         self.out_meta = ()  # (shape, dtype) of each output, to make zero gradients
+        self.freed = False  # set once a backward without retain_graph has dropped what was saved
 
     @property
     def xp(self):
@@ -233,6 +234,11 @@ class Tensor:
             out_grads = grads.pop(id(node), None)
             if out_grads is None:
                 continue
+            if node.freed:
+                raise RuntimeError(
+                    f"backward() through {node.fn.__name__} a second time: its saved arrays were freed by the "
+                    "first backward(); pass retain_graph=True to the first call"
+                )
             out_grads = [
                 g if g is not None else xp.zeros(shape, dtype=dtype)
                 for g, (shape, dtype) in zip(out_grads, node.out_meta)
@@ -262,6 +268,7 @@ class Tensor:
             if not retain_graph:
                 node.saved = ()
                 node.__dict__.clear()
+                node.freed = True
 
     # ------------------------------------------------------------------ operators (see functional)
     def __add__(self, other):

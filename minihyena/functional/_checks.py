@@ -44,8 +44,8 @@ def check_ndim(op: str, name: str, x, ndim: int, layout: str) -> None:
         raise ValueError(f"{op}: {name} must be {ndim}-D {layout}, got shape {tuple(x.shape)}")
 
 
-def check_ids(op: str, name: str, ids, high: int, ignore_index: int | None = None) -> None:
-    """Every id must lie in [0, high) (``ignore_index`` excepted)."""
+def check_ids(op: str, name: str, ids, high: int, ignore_index: int | None = None, context: str = "") -> None:
+    """Every id must lie in [0, high) (``ignore_index`` excepted); ``context`` names the shapes involved."""
     if ids.size == 0:
         return
     valid = ids if ignore_index is None else ids[ids != ignore_index]
@@ -54,7 +54,10 @@ def check_ids(op: str, name: str, ids, high: int, ignore_index: int | None = Non
     lo, hi = int(valid.min()), int(valid.max())
     if lo < 0 or hi >= high:
         bad = lo if lo < 0 else hi
-        raise ValueError(f"{op}: {name} contains id {bad}, outside the valid range [0, {high})")
+        where = f" ({context})" if context else ""
+        raise ValueError(
+            f"{op}: {name} of shape {tuple(ids.shape)} contains id {bad}, outside the valid range [0, {high}){where}"
+        )
 
 
 def unbroadcast(g, shape: tuple, dtype):
@@ -67,7 +70,9 @@ def unbroadcast(g, shape: tuple, dtype):
     return g.astype(dtype, copy=False)
 
 
-def normalize_axis(op: str, axis: int, ndim: int) -> int:
+def normalize_axis(op: str, axis: int, ndim: int, shape: tuple | None = None) -> int:
+    """``axis`` in [0, ndim); a ValueError naming the op (and the shape, when given) otherwise."""
     if not -ndim <= axis < ndim:
-        raise ValueError(f"{op}: axis {axis} is out of range for a {ndim}-D tensor")
+        of = f" of shape {tuple(shape)}" if shape is not None else ""
+        raise ValueError(f"{op}: axis {axis} is out of range for a {ndim}-D tensor{of}")
     return axis % ndim

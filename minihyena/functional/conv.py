@@ -106,5 +106,5 @@ def short_conv(z: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     if bias is not None:
         check_float("short_conv", "bias", bias)
         if bias.shape != (z.shape[1],):
-            raise ValueError(f"short_conv: bias must have shape ({z.shape[1]},), got {bias.shape}")
+            raise ValueError(f"short_conv: bias must have shape ({z.shape[1]},) to match z {z.shape}, got {bias.shape}")
     return ShortConv.apply(z, weight, bias)

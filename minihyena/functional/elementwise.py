@@ -143,7 +143,7 @@ class GELU(Function):
     @staticmethod
     def forward(ctx, x):
         xp = ctx.xp
-        t = xp.tanh(_GELU_C * (x + 0.044715 * x**3))
+        t = xp.tanh(_GELU_C * (x + 0.044715 * (x * x * x)))  # x*x*x: far faster than x**3
         ctx.save_for_backward(x, t)
         return 0.5 * x * (1.0 + t)
 

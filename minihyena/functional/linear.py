@@ -1,6 +1,8 @@
 """Matrix primitives: matmul, linear and embedding lookup."""
 from __future__ import annotations
 
+import numpy as np
+
 from ..autograd import Function, Tensor
 from ._checks import check_float, check_ids, check_int, tensors_pair, unbroadcast
 
@@ -40,6 +42,10 @@ def matmul(a, b) -> Tensor:
         raise ValueError(f"matmul: both operands need at least 2 dimensions, got shapes {a.shape} and {b.shape}")
     if a.shape[-1] != b.shape[-2]:
         raise ValueError(f"matmul: inner dimensions differ: {a.shape} @ {b.shape}")
+    try:
+        np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        raise ValueError(f"matmul: batch axes of a {a.shape} and b {b.shape} do not broadcast") from None
     return MatMul.apply(a, b)
 
 
@@ -76,8 +82,10 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         raise ValueError(f"linear: weight must be 2-D (out, in), got shape {weight.shape}")
     if x.ndim < 1 or x.shape[-1] != weight.shape[1]:
         raise ValueError(f"linear: x has shape {x.shape} but weight {weight.shape} expects last axis {weight.shape[1]}")
-    if bias is not None and bias.shape != (weight.shape[0],):
-        raise ValueError(f"linear: bias must have shape ({weight.shape[0]},), got {bias.shape}")
+    if bias is not None:
+        check_float("linear", "bias", bias)
+        if bias.shape != (weight.shape[0],):
+            raise ValueError(f"linear: bias must have shape ({weight.shape[0]},) for weight {weight.shape}, got {bias.shape}")
     return Linear.apply(x, weight, bias)
 
 
@@ -105,5 +113,5 @@ def embedding(ids, weight: Tensor) -> Tensor:
         raise ValueError(f"embedding: weight must be 2-D (vocab, dim), got shape {weight.shape}")
     ids = ids if isinstance(ids, Tensor) else Tensor(weight.backend.asarray(ids), backend=weight.backend)
     check_int("embedding", "ids", ids)
-    check_ids("embedding", "ids", ids.data, weight.shape[0])
+    check_ids("embedding", "ids", ids.data, weight.shape[0], context=f"weight has shape {weight.shape}")
     return Embedding.apply(ids, weight)

@@ -76,7 +76,7 @@ class Softmax(Function):
 def softmax(x: Tensor, axis: int = -1) -> Tensor:
     """Softmax along ``axis`` (max-subtracted, so large logits do not overflow)."""
     check_float("softmax", "x", x)
-    return Softmax.apply(x, normalize_axis("softmax", axis, x.ndim))
+    return Softmax.apply(x, normalize_axis("softmax", axis, x.ndim, x.shape))
 
 
 class CrossEntropy(Function):
@@ -122,9 +122,13 @@ def cross_entropy(logits: Tensor, targets, ignore_index: int = -100) -> Tensor:
     check_float("cross_entropy", "logits", logits)
     targets = targets if isinstance(targets, Tensor) else Tensor(logits.backend.asarray(targets), backend=logits.backend)
     check_int("cross_entropy", "targets", targets)
-    if logits.ndim < 1 or targets.shape != logits.shape[:-1]:
+    if logits.ndim < 1:
+        raise ValueError(f"cross_entropy: logits must have a class axis (..., vocab), got shape {logits.shape}")
+    if targets.shape != logits.shape[:-1]:
         raise ValueError(
             f"cross_entropy: targets shape {targets.shape} must equal logits shape {logits.shape} without its last axis"
         )
-    check_ids("cross_entropy", "targets", targets.data, logits.shape[-1], ignore_index)
+    check_ids(
+        "cross_entropy", "targets", targets.data, logits.shape[-1], ignore_index, f"logits have shape {logits.shape}"
+    )
     return CrossEntropy.apply(logits, targets, ignore_index)

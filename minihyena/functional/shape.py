@@ -55,7 +55,7 @@ def transpose(x: Tensor, axes=None) -> Tensor:
 def swapaxes(x: Tensor, a: int, b: int) -> Tensor:
     """Exchange two axes, e.g. (B, L, D) <-> (B, D, L)."""
     axes = list(range(x.ndim))
-    a, b = normalize_axis("swapaxes", a, x.ndim), normalize_axis("swapaxes", b, x.ndim)
+    a, b = normalize_axis("swapaxes", a, x.ndim, x.shape), normalize_axis("swapaxes", b, x.ndim, x.shape)
     axes[a], axes[b] = axes[b], axes[a]
     return Transpose.apply(x, tuple(axes))
 
@@ -81,6 +81,8 @@ def getitem(x: Tensor, index) -> Tensor:
     """NumPy indexing (slices, integers, integer arrays, None, Ellipsis), differentiable."""
     if isinstance(index, Tensor):
         index = index.data
+    elif isinstance(index, tuple):
+        index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
     try:
         np.empty(x.shape, dtype=np.bool_)[_host_index(index)]
     except IndexError as exc:
@@ -114,15 +116,18 @@ class Split(Function):
 
 def split(x: Tensor, sections, axis: int = -1) -> tuple[Tensor, ...]:
     """Split along ``axis`` into ``sections`` equal chunks (an int) or chunks of the given sizes (a list)."""
-    axis = normalize_axis("split", axis, x.ndim)
+    axis = normalize_axis("split", axis, x.ndim, x.shape)
     n = x.shape[axis]
-    if isinstance(sections, int):
+    if isinstance(sections, (int, np.integer)):
+        sections = int(sections)
         if sections <= 0 or n % sections:
             raise ValueError(f"split: axis {axis} of shape {x.shape} (size {n}) does not split into {sections} equal parts")
         sizes = [n // sections] * sections
     else:
         sizes = [int(s) for s in sections]
-        if any(s < 0 for s in sizes) or builtins.sum(sizes) != n:
+        if any(s < 0 for s in sizes):
+            raise ValueError(f"split: sizes {sizes} include a negative size (axis {axis} of shape {x.shape})")
+        if builtins.sum(sizes) != n:
             raise ValueError(f"split: sizes {sizes} do not add up to {n}, the size of axis {axis} of shape {x.shape}")
     bounds = np.concatenate([[0], np.cumsum(sizes)]).tolist()
     return Split.apply(x, bounds, axis)
@@ -153,7 +158,7 @@ def concatenate(tensors, axis: int = -1) -> Tensor:
     if not tensors:
         raise ValueError("concatenate: needs at least one tensor")
     first = tensors[0]
-    axis = normalize_axis("concatenate", axis, first.ndim)
+    axis = normalize_axis("concatenate", axis, first.ndim, first.shape)
     for i, t in enumerate(tensors):
         if t.ndim != first.ndim or any(a != b for d, (a, b) in enumerate(zip(t.shape, first.shape)) if d != axis):
             raise ValueError(
@@ -178,21 +183,24 @@ class Sum(Function):
         return ctx.xp.broadcast_to(g, shape)
 
 
-def _axes(op: str, axis, ndim: int):
+def _axes(op: str, axis, shape: tuple):
     if axis is None:
         return None
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
-    return tuple(sorted(normalize_axis(op, a, ndim) for a in axes))
+    axes = (int(axis),) if isinstance(axis, (int, np.integer)) else tuple(int(a) for a in axis)
+    out = tuple(sorted(normalize_axis(op, a, len(shape), shape) for a in axes))
+    if len(set(out)) != len(out):
+        raise ValueError(f"{op}: axis {axis} repeats an axis of shape {shape}")
+    return out
 
 
 def sum(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001 - the natural name
     """Sum over ``axis`` (an int, a tuple, or None for all)."""
-    return Sum.apply(x, _axes("sum", axis, x.ndim), keepdims)
+    return Sum.apply(x, _axes("sum", axis, x.shape), keepdims)
 
 
 def mean(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
     """Mean over ``axis``: the sum divided by the number of elements summed."""
-    axes = _axes("mean", axis, x.ndim)
+    axes = _axes("mean", axis, x.shape)
     count = x.size if axes is None else int(np.prod([x.shape[a] for a in axes]))
     if count == 0:
         raise ValueError(f"mean: no elements to average over axis {axis} of shape {x.shape}")

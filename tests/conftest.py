@@ -1,0 +1,41 @@
+"""Shared fixtures: seeded random data, float64 leaves, and an isolated backend choice for every test."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from minihyena import Tensor, backends
+
+
+@pytest.fixture(autouse=True)
+def _isolated_backend(monkeypatch):
+    """Start every test on the default backend with no environment override; undo any choice it makes.
+
+    ``use_backend(name)`` called plainly sets a context variable for the rest of the program;
+    resetting to the token taken here restores the previous value whatever the test did.
+    """
+    monkeypatch.delenv(backends.ENV_VAR, raising=False)
+    token = backends._current.set(None)
+    yield
+    backends._current.reset(token)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20230221)
+
+
+@pytest.fixture
+def leaf(rng):
+    """``leaf(*shape, low=None)``: a float64 Tensor of standard normals that requires grad.
+
+    With ``low`` set, magnitudes are kept at least ``low`` (signs random), e.g. for a divisor.
+    """
+
+    def make(*shape, low: float | None = None, requires_grad: bool = True) -> Tensor:
+        x = rng.standard_normal(shape)
+        if low is not None:
+            x = np.sign(x + (x == 0)) * (low + np.abs(x))
+        return Tensor(x, requires_grad=requires_grad, dtype=np.float64)
+
+    return make
