@@ -1,0 +1,1 @@
+../../tutorials/01_fft_convolution.py

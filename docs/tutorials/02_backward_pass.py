@@ -1,0 +1,1 @@
+../../tutorials/02_backward_pass.py
