@@ -43,7 +43,10 @@ class Context:
     def __init__(self, fn, backend: Backend, inputs, needs_input_grad):
         self.fn = fn
         self.backend = backend
-        self.inputs = inputs  # one entry per positional argument: a Tensor or None
+        # one entry per positional argument: None (no gradient wanted), a leaf Tensor, or the
+        # (node, output index) that produced a non-leaf input. Holding the edge rather than the
+        # Tensor lets intermediate arrays be freed unless a backward saved them.
+        self.inputs = inputs
         self.needs_input_grad = needs_input_grad
         self.saved = ()
         self.out_meta = ()  # (shape, dtype) of each output, to make zero gradients
@@ -86,7 +89,7 @@ class Function:
         multi = isinstance(out, tuple)
         outs = out if multi else (out,)
         if record:
-            ctx.inputs = tuple(a if isinstance(a, Tensor) else None for a in args)
+            ctx.inputs = tuple(_edge(a) for a in args)
             ctx.out_meta = tuple((o.shape, o.dtype) for o in outs)
         else:
             ctx = None
@@ -252,19 +255,22 @@ class Tensor:
                         f"{node.fn.__name__}.backward returned {len(in_grads)} gradients for {len(node.inputs)} inputs"
                     )
                 in_grads = in_grads + (None,) * (len(node.inputs) - len(in_grads))
-            for t, g in zip(node.inputs, in_grads):
-                if t is None or g is None or not t.requires_grad:
+            for edge, g in zip(node.inputs, in_grads):
+                if edge is None or g is None:
                     continue
-                if tuple(g.shape) != t.shape:
+                leaf = isinstance(edge, Tensor)
+                shape = edge.shape if leaf else tuple(edge[0].out_meta[edge[1]][0])
+                if tuple(g.shape) != shape:
                     raise RuntimeError(
                         f"{node.fn.__name__}.backward gave a gradient of shape {tuple(g.shape)} "
-                        f"for an input of shape {t.shape}"
+                        f"for an input of shape {shape}"
                     )
-                if t._node is None:
-                    _accumulate_leaf(t, g)
+                if leaf:
+                    _accumulate_leaf(edge, g)
                 else:
-                    slot = grads.setdefault(id(t._node), [None] * len(t._node.out_meta))
-                    slot[t._index] = g if slot[t._index] is None else slot[t._index] + g
+                    parent, index = edge
+                    slot = grads.setdefault(id(parent), [None] * len(parent.out_meta))
+                    slot[index] = g if slot[index] is None else slot[index] + g
             if not retain_graph:
                 node.saved = ()
                 node.__dict__.clear()
@@ -333,6 +339,13 @@ def _accumulate_leaf(t: Tensor, g) -> None:
         t.grad += g
 
 
+def _edge(a):
+    """How a node reaches one of its inputs in the backward pass (see ``Context.inputs``)."""
+    if not isinstance(a, Tensor) or not a.requires_grad:
+        return None
+    return a if a._node is None else (a._node, a._index)
+
+
 def _reverse_topological(root: Context) -> list[Context]:
     """Nodes reachable from ``root``, each after every node that consumes its outputs."""
     order, seen = [], set()
@@ -346,9 +359,9 @@ def _reverse_topological(root: Context) -> list[Context]:
             continue
         seen.add(id(node))
         stack.append((node, True))
-        for t in node.inputs:
-            if t is not None and t._node is not None and id(t._node) not in seen:
-                stack.append((t._node, False))
+        for edge in node.inputs:
+            if isinstance(edge, tuple) and id(edge[0]) not in seen:
+                stack.append((edge[0], False))
     order.reverse()
     return order
 

@@ -44,6 +44,11 @@ def save_checkpoint(path, arrays: dict[str, np.ndarray], meta: dict) -> Path:
     return path
 
 
+def _corrupt(path, exc: Exception) -> CheckpointError:
+    reason = " ".join(str(exc).split())  # one line
+    return CheckpointError(f"{path} is not a readable checkpoint (corrupt or truncated: {reason})")
+
+
 def load_checkpoint(path) -> tuple[dict[str, np.ndarray], dict]:
     """Read a checkpoint: ``(arrays, meta)``. Raises :class:`CheckpointError` with a one-line reason."""
     path = Path(path)
@@ -51,11 +56,18 @@ def load_checkpoint(path) -> tuple[dict[str, np.ndarray], dict]:
         path = path / "ckpt.npz"
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")
+    unreadable = (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError)
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        archive = np.load(path, allow_pickle=False)
+    except unreadable as exc:
+        raise _corrupt(path, exc) from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise CheckpointError(f"{path} is not a minihyena checkpoint (a single .npy array, not an .npz archive)")
+    try:
+        with archive:
             arrays = {k: archive[k] for k in archive.files}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"{path} is not a readable checkpoint (corrupt or truncated: {exc})") from None
+    except unreadable as exc:
+        raise _corrupt(path, exc) from None
     if _META not in arrays:
         raise CheckpointError(f"{path} is not a minihyena checkpoint (no {_META} header)")
     try:

@@ -1,7 +1,8 @@
 """Command line: ``minihyena train | sample | demo`` (also ``python -m minihyena ...``).
 
 Errors the user can fix (a bad path, a corrupt checkpoint, an unknown backend, a prompt with
-unknown characters) print one line and exit with status 2; set ``MINIHYENA_DEBUG=1`` for the traceback.
+unknown characters) print one line and exit with status 2; Ctrl-C exits with status 130 (training
+saves a checkpoint first). Set ``MINIHYENA_DEBUG=1`` for the traceback.
 """
 from __future__ import annotations
 
@@ -38,6 +39,11 @@ _MODEL_FLAGS = {
 }
 
 
+def _default_prompt(tokenizer) -> str:
+    """A newline (start a fresh line) when the vocabulary has one, else its first character."""
+    return "\n" if "\n" in tokenizer.chars else tokenizer.chars[0]
+
+
 def _train(args) -> int:
     from .checkpoint import load_checkpoint
     from .generate import generate
@@ -57,13 +63,14 @@ def _train(args) -> int:
     else:
         cfg = TrainConfig(**given)
         trainer = Trainer(cfg, HyenaConfig(**model_given))
+    prompt = trainer.tokenizer.encode(args.prompt or _default_prompt(trainer.tokenizer), name="prompt")  # check it now
     result = trainer.run(progress=not args.no_progress)
     if result.stopped == "interrupted":
         return 130
+    val = "not measured (no steps left to run)" if result.val_loss is None else f"{result.val_loss:.4f}"
     print(f"finished {result.step} steps in {result.seconds:.0f} s ({result.tokens_per_second:,.0f} tokens/s); "
-          f"validation loss {result.val_loss:.4f}; checkpoint {result.checkpoint}")
+          f"validation loss {val}; checkpoint {result.checkpoint}")
     if args.sample_tokens > 0:
-        prompt = trainer.tokenizer.encode(args.prompt, name="prompt") if args.prompt else trainer.tokenizer.encode("\n")
         ids = generate(trainer.model, prompt, args.sample_tokens, temperature=0.8, top_k=None, seed=cfg.seed)
         print("\n--- sample ---")
         print(trainer.tokenizer.decode(ids))
@@ -75,7 +82,7 @@ def _sample(args) -> int:
     from .generate import generate
 
     model, tokenizer, _ = load_model(args.checkpoint, backend=args.backend)
-    prompt = args.prompt if args.prompt else "\n"
+    prompt = args.prompt if args.prompt else _default_prompt(tokenizer)
     ids = tokenizer.encode(prompt, name="prompt")
     if len(ids) > model.config.l_max:
         ids = ids[-model.config.l_max:]
@@ -143,11 +150,16 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CheckpointError, BackendUnavailableError, TrainingError, FileNotFoundError, ValueError, TypeError) as exc:
+    except (CheckpointError, BackendUnavailableError, TrainingError, OSError, ValueError, TypeError) as exc:
         if os.environ.get("MINIHYENA_DEBUG"):
             raise
         print(f"minihyena: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C outside the training loop (which saves and stops by itself)
+        if os.environ.get("MINIHYENA_DEBUG"):
+            raise
+        print("minihyena: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -56,15 +56,9 @@ class AdamW:
                     continue
                 xp = p.backend.xp
                 m, v = self.state.get(id(p)) or (xp.zeros_like(p.data), xp.zeros_like(p.data))
-                grad = p.grad
-                m *= b1
-                m += (1 - b1) * grad
-                v *= b2
-                v += (1 - b2) * grad * grad
                 self.state[id(p)] = (m, v)
-                if wd:
-                    p.data *= 1.0 - lr * wd
-                p.data -= (lr / c1) * m / (xp.sqrt(v / c2) + eps)
+                # the formulas of the class docstring, in place (Backend.adamw_update; fused where it can be)
+                p.backend.adamw_update(p.data, p.grad, m, v, lr, b1, b2, eps, wd, c1, c2)
 
     def state_dict(self) -> dict:
         """Moments as NumPy arrays keyed by parameter position, plus the step count."""
@@ -72,8 +66,8 @@ class AdamW:
         for i, p in enumerate(self.params()):
             if id(p) in self.state:
                 m, v = self.state[id(p)]
-                out[f"m.{i}"] = p.backend.to_numpy(m)
-                out[f"v.{i}"] = p.backend.to_numpy(v)
+                out[f"m.{i}"] = np.array(p.backend.to_numpy(m), copy=True)  # a snapshot: the moments
+                out[f"v.{i}"] = np.array(p.backend.to_numpy(v), copy=True)  # are updated in place
         return out
 
     def load_state_dict(self, state: dict) -> None:
@@ -84,7 +78,8 @@ class AdamW:
                 m, v = np.asarray(state[f"m.{i}"]), np.asarray(state[f"v.{i}"])
                 if m.shape != p.shape or v.shape != p.shape:
                     raise ValueError(f"optimizer state {i} has shape {m.shape}, parameter has {p.shape}")
-                self.state[id(p)] = (p.backend.asarray(m, dtype=p.dtype), p.backend.asarray(v, dtype=p.dtype))
+                m, v = np.array(m, dtype=p.dtype), np.array(v, dtype=p.dtype)  # copies, updated in place later
+                self.state[id(p)] = (p.backend.asarray(m), p.backend.asarray(v))
 
 
 def cosine_lr(step: int, max_lr: float, warmup: int, total: int, min_lr: float | None = None) -> float:
@@ -99,10 +94,14 @@ def cosine_lr(step: int, max_lr: float, warmup: int, total: int, min_lr: float |
 
 
 def clip_grad_norm(params, max_norm: float) -> float:
-    r"""Scale all gradients so their global norm $\sqrt{\sum \|g\|^2}$ is at most ``max_norm``; return the norm before."""
+    r"""Scale all gradients so their global norm $\sqrt{\sum \|g\|^2}$ is at most ``max_norm``; return the norm before.
+
+    A non-finite norm (an overflowed or NaN gradient) is returned as is and nothing is scaled: the caller
+    should skip the update.
+    """
     params = [p for p in params if p.grad is not None]
     total = math.sqrt(sum(float((p.grad.astype(np.float64) ** 2).sum()) for p in params))
-    if max_norm > 0 and total > max_norm:
+    if max_norm > 0 and math.isfinite(total) and total > max_norm:
         scale = max_norm / (total + 1e-6)
         for p in params:
             p.grad *= scale

@@ -68,10 +68,22 @@ def _set_rng_states(model, states: list) -> None:
         m.rng.bit_generator.state = s
 
 
+def _check_settings(cfg: TrainConfig) -> None:
+    """Reject settings the loop cannot run with, naming the command-line flag."""
+    least = {"max_iters": 1, "seq_len": 1, "batch_size": 1, "eval_interval": 1, "eval_iters": 1, "warmup_iters": 0}
+    for name, low in least.items():
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"--{name.replace('_', '-')} must be an integer >= {low}, got {value!r}")
+    if not cfg.grad_clip >= 0:
+        raise ValueError(f"--grad-clip must be >= 0 (0: no clipping), got {cfg.grad_clip}")
+
+
 class Trainer:
     """Holds the model, optimiser, data and the state a checkpoint must capture to resume exactly."""
 
     def __init__(self, cfg: TrainConfig, model_cfg: HyenaConfig | None = None, resume: bool = False, log=print):
+        _check_settings(cfg)
         self.cfg, self.log = cfg, log
         self.out = Path(cfg.out)
         self.ckpt_path = self.out / "ckpt.npz"
@@ -130,6 +142,9 @@ class Trainer:
         }
         return save_checkpoint(self.ckpt_path, arrays, meta)
 
+    def _last_checkpoint(self) -> str:
+        return str(self.ckpt_path) if self.ckpt_path.exists() else "(none saved yet)"
+
     # ------------------------------------------------------------------ steps
     def batch(self, split: str, rng):
         x, y = self.data.get_batch(split, self.cfg.batch_size, self.cfg.seq_len, rng)
@@ -145,12 +160,16 @@ class Trainer:
         if not math.isfinite(value):
             raise TrainingError(
                 f"loss became {value} at step {self.step}; stopped without updating. The last good checkpoint "
-                f"is kept at {self.ckpt_path if self.ckpt_path.exists() else '(none saved yet)'}. "
-                f"Try a lower --lr or --grad-clip."
+                f"is kept at {self._last_checkpoint()}. Try a lower --lr or --grad-clip."
             )
         self.model.zero_grad()
         loss.backward()
-        clip_grad_norm(self.model.parameters(), cfg.grad_clip)
+        norm = clip_grad_norm(self.model.parameters(), cfg.grad_clip)
+        if not math.isfinite(norm):
+            raise TrainingError(
+                f"the gradient norm became {norm} at step {self.step} (loss {value:.4f}); stopped without updating. "
+                f"The last good checkpoint is kept at {self._last_checkpoint()}. Try a lower --lr or --grad-clip."
+            )
         self.opt.step()
         self.step += 1
         return value
@@ -193,6 +212,11 @@ class Trainer:
                     bar.update(self.step, loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}")
                 if self.step % cfg.eval_interval == 0 or self.step == cfg.max_iters:
                     val = self.evaluate()
+                    if not math.isfinite(val):  # never replace a good checkpoint with a broken model
+                        raise TrainingError(
+                            f"validation loss became {val} at step {self.step}; not saved. The last good checkpoint "
+                            f"is kept at {self._last_checkpoint()}."
+                        )
                     self.history[-1]["val_loss"] = val
                     self.save()
                     (bar.write if bar else self.log)(f"step {self.step}: train loss {loss:.4f}, val loss {val:.4f}, saved {self.ckpt_path}")

@@ -7,7 +7,11 @@ correlation); the backward formulas that combine them live in :mod:`minihyena.fu
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+GELU_C = math.sqrt(2.0 / math.pi)  # GELU's tanh form: s = c (x + 0.044715 x^3)
 
 
 class BackendUnavailableError(RuntimeError):
@@ -116,6 +120,70 @@ class Backend:
                 a[..., : L - lag] += w[None, :, j, None] * g[..., lag:]
                 b[:, j] = (g[..., lag:] * z[..., : L - lag]).sum(axis=(0, 2))
         return a, b
+
+    # ------------------------------------------------------------------ fused elementwise and row kernels
+    # Optional hooks: each op in minihyena.functional states its formula and calls one of these for the
+    # array arithmetic. The versions here are the readable reference; a faster backend fuses them.
+    def gelu(self, x):
+        r"""GELU forward, tanh form: returns ``(y, t)`` with $t = \tanh(c (x + 0.044715 x^3))$,
+        $y = \tfrac12 x (1 + t)$; ``t`` is kept for the backward. Shapes: x (...) -> (...), (...)."""
+        t = self.xp.tanh(GELU_C * (x + 0.044715 * (x * x * x)))  # x*x*x: far faster than x**3
+        return 0.5 * x * (1.0 + t), t
+
+    def gelu_backward(self, g, x, t):
+        r"""$\partial x = g \left[\tfrac12 (1 + t) + \tfrac12 x (1 - t^2)\, c (1 + 3 \cdot 0.044715 x^2)\right]$."""
+        ds = GELU_C * (1.0 + 3.0 * 0.044715 * x * x)
+        return g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * ds)
+
+    def layer_norm(self, x, weight, bias, eps: float):
+        r"""Layer norm over the last axis: returns ``(y, xhat, rstd)`` with $\hat x = (x - \mu)\, r$,
+        $r = 1/\sqrt{\sigma^2 + \epsilon}$, $y = \gamma \hat x + \beta$ (weight, bias may be None).
+        Shapes: x (..., D) -> y (..., D), xhat (..., D), rstd (..., 1)."""
+        mu = x.mean(axis=-1, keepdims=True)
+        xc = x - mu
+        rstd = 1.0 / self.xp.sqrt((xc * xc).mean(axis=-1, keepdims=True) + eps)  # (..., 1)
+        xhat = xc * rstd
+        y = xhat * weight if weight is not None else xhat.copy()
+        if bias is not None:
+            y += bias
+        return y.astype(x.dtype, copy=False), xhat, rstd
+
+    def layer_norm_backward(self, g, xhat, rstd, weight):
+        r"""Returns ``(dx, dw, db)``: with $\hat g = g \gamma$,
+        $\partial x = r (\hat g - \overline{\hat g} - \hat x\, \overline{\hat g \hat x})$ (bars: means over
+        the last axis), $\partial \gamma = \sum_{rows} g \hat x$ (None without weight), $\partial \beta = \sum_{rows} g$."""
+        gh = g * weight if weight is not None else g
+        dx = rstd * (gh - gh.mean(axis=-1, keepdims=True) - xhat * (gh * xhat).mean(axis=-1, keepdims=True))
+        rows = (-1, g.shape[-1])
+        dw = (g * xhat).reshape(rows).sum(axis=0) if weight is not None else None
+        return dx.astype(g.dtype, copy=False), dw, g.reshape(rows).sum(axis=0)
+
+    def cross_entropy(self, z, t):
+        r"""Per row: ``(lse, picked)`` with $\mathrm{lse}_n = \log \sum_j e^{z_{n,j}}$ (max-shifted) and
+        $\mathrm{picked}_n = z_{n, t_n}$. Shapes: z (N, V), t (N,) valid ids -> (N,), (N,)."""
+        m = z.max(axis=-1, keepdims=True)
+        lse = self.xp.log(self.xp.exp(z - m).sum(axis=-1)) + m[:, 0]  # (N,)
+        picked = self.xp.take_along_axis(z, t[:, None], axis=-1)[:, 0]  # (N,)
+        return lse, picked
+
+    def cross_entropy_backward(self, z, lse, t, scale):
+        r"""$\partial z_n = s_n (\mathrm{softmax}(z_n) - e_{t_n})$ with $\mathrm{softmax}(z_n) = e^{z_n - \mathrm{lse}_n}$.
+        Shapes: z (N, V), lse (N,), t (N,), scale s (N,) -> (N, V)."""
+        p = self.xp.exp(z - lse[:, None])  # (N, V) softmax
+        p[self.xp.arange(p.shape[0]), t] -= 1.0
+        p *= scale[:, None].astype(p.dtype)
+        return p
+
+    def adamw_update(self, p, g, m, v, lr: float, b1: float, b2: float, eps: float, wd: float, c1: float, c2: float):
+        r"""In place: $m \leftarrow \beta_1 m + (1-\beta_1) g$, $v \leftarrow \beta_2 v + (1-\beta_2) g^2$,
+        $p \leftarrow p (1 - \eta \lambda) - \eta\, (m / c_1) / (\sqrt{v / c_2} + \epsilon)$ (c: bias corrections)."""
+        m *= b1
+        m += (1 - b1) * g
+        v *= b2
+        v += (1 - b2) * g * g
+        if wd:
+            p *= 1.0 - lr * wd
+        p -= (lr / c1) * m / (self.xp.sqrt(v / c2) + eps)
 
     # ------------------------------------------------------------------ indexing
     def scatter_add(self, target, index, values) -> None:

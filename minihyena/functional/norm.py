@@ -15,29 +15,22 @@ class LayerNorm(Function):
     Backward with upstream $g$ and $\hat g = g \odot \gamma$:
     $\partial x = \frac{1}{\sqrt{\sigma^2+\epsilon}}\left(\hat g - \overline{\hat g} - \hat x\, \overline{\hat g \odot \hat x}\right)$
     (bars are means over the last axis), $\partial\gamma = \sum_{\text{rows}} g \odot \hat x$, $\partial\beta = \sum_{\text{rows}} g$.
+    The arithmetic runs in the backend (``Backend.layer_norm``, ``Backend.layer_norm_backward``).
     """
 
     @staticmethod
     def forward(ctx, x, weight, bias, eps):
-        mu = x.mean(axis=-1, keepdims=True)
-        xc = x - mu
-        rstd = 1.0 / ctx.xp.sqrt((xc * xc).mean(axis=-1, keepdims=True) + eps)  # (..., 1)
-        xhat = xc * rstd
+        y, xhat, rstd = ctx.backend.layer_norm(x, weight, bias, eps)  # (..., D), (..., D), (..., 1)
         ctx.save_for_backward(xhat, rstd, weight)
-        y = xhat * weight if weight is not None else xhat.copy()
-        if bias is not None:
-            y += bias
-        return y.astype(x.dtype, copy=False)
+        return y
 
     @staticmethod
     def backward(ctx, g):
         xhat, rstd, weight = ctx.saved
-        gh = g * weight if weight is not None else g
-        dx = rstd * (gh - gh.mean(axis=-1, keepdims=True) - xhat * (gh * xhat).mean(axis=-1, keepdims=True))
-        rows = (-1, g.shape[-1])
-        dw = (g * xhat).reshape(rows).sum(axis=0) if weight is not None and ctx.needs_input_grad[1] else None
-        db = g.reshape(rows).sum(axis=0) if ctx.needs_input_grad[2] else None
-        return dx.astype(g.dtype, copy=False), dw, db, None
+        dx, dw, db = ctx.backend.layer_norm_backward(g, xhat, rstd, weight)  # the formulas above
+        dw = dw if ctx.needs_input_grad[1] else None
+        db = db if ctx.needs_input_grad[2] else None
+        return dx, dw, db, None
 
 
 def layer_norm(x: Tensor, weight: Tensor | None = None, bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
@@ -85,6 +78,7 @@ class CrossEntropy(Function):
     $\ell = \frac{1}{N} \sum_{n:\, t_n \ne \text{ignore}} \left(\log\sum_j e^{z_{n,j}} - z_{n,t_n}\right)$,
     $N$ = the number of counted positions. Backward: $\partial z_n = \frac{g}{N}(\mathrm{softmax}(z_n) - e_{t_n})$
     for counted rows, 0 for ignored ones. Shapes: logits (..., V), targets (...) -> scalar.
+    The row arithmetic runs in the backend (``Backend.cross_entropy``, ``Backend.cross_entropy_backward``).
     """
 
     @staticmethod
@@ -94,10 +88,8 @@ class CrossEntropy(Function):
         t = targets.reshape(-1)  # (N,)
         keep = t != ignore_index
         count = max(int(keep.sum()), 1)
-        m = z.max(axis=-1, keepdims=True)
-        lse = xp.log(xp.exp(z - m).sum(axis=-1)) + m[:, 0]  # (N,)
         safe_t = xp.where(keep, t, 0)
-        picked = xp.take_along_axis(z, safe_t[:, None], axis=-1)[:, 0]  # (N,)
+        lse, picked = ctx.backend.cross_entropy(z, safe_t)  # (N,), (N,)
         loss = ((lse - picked) * keep).sum() / count
         ctx.save_for_backward(z, lse, safe_t, keep)
         ctx.meta = (logits.shape, count)
@@ -105,13 +97,10 @@ class CrossEntropy(Function):
 
     @staticmethod
     def backward(ctx, g):
-        xp = ctx.xp
         z, lse, safe_t, keep = ctx.saved
         shape, count = ctx.meta
-        p = xp.exp(z - lse[:, None])  # (N, V) softmax
-        p[xp.arange(p.shape[0]), safe_t] -= 1.0
-        p *= (keep[:, None] * (g / count)).astype(p.dtype)
-        return p.reshape(shape), None, None
+        scale = (keep * (g / count)).astype(z.dtype)  # (N,): g/N on counted rows, 0 on ignored ones
+        return ctx.backend.cross_entropy_backward(z, lse, safe_t, scale).reshape(shape), None, None
 
 
 def cross_entropy(logits: Tensor, targets, ignore_index: int = -100) -> Tensor:

@@ -48,11 +48,13 @@ class ExponentialModulation(Module):
     decays to ``target`` between ``fast`` and ``slow`` fractions of l_max. A fixed buffer, not trained.
     """
 
-    def __init__(self, channels: int, fast: float = 0.3, slow: float = 1.5, target: float = 1e-2, shift: float = 0.0):
+    def __init__(
+        self, channels: int, fast: float = 0.3, slow: float = 1.5, target: float = 1e-2, shift: float = 0.0, dtype=np.float32
+    ):
         super().__init__()
         self.shift = shift
         delta = np.linspace(math.log(target) / slow, math.log(target) / fast, channels)
-        self.register_buffer("deltas", Tensor(delta.astype(np.float32)))
+        self.register_buffer("deltas", Tensor(delta.astype(dtype)))
 
     def window(self, t: Tensor) -> np.ndarray:
         """The window for times ``t`` (L, 1) -> (L, C), as a constant array."""
@@ -107,7 +109,7 @@ class HyenaFilter(Module):
         self.fc3 = Linear(filter_order, filter_order, rng=rng, dtype=dtype)
         self.fc4 = Linear(filter_order, channels, bias=False, rng=rng, dtype=dtype)
         self.act = Sin(filter_order, w, dtype=dtype)
-        self.modulation = ExponentialModulation(channels, fast, slow, target, shift)
+        self.modulation = ExponentialModulation(channels, fast, slow, target, shift, dtype=dtype)
         self.bias = Parameter(rng.standard_normal(channels).astype(dtype))
 
     def forward(self, L: int) -> tuple[Tensor, Tensor]:

@@ -86,6 +86,13 @@ class HyenaLM(Module):
         self.blocks = [Block(cfg, rng=rng) for _ in range(cfg.n_layer)]
         self.ln_f = LayerNorm(cfg.d_model, dtype=dtype)
 
+    def to(self, backend=None, dtype=None) -> HyenaLM:
+        """Move and/or cast in place (see :meth:`Module.to`); the configuration records the new dtype."""
+        super().to(backend, dtype)
+        if dtype is not None:
+            self.config = dataclasses.replace(self.config, dtype=np.dtype(dtype).name)
+        return self
+
     def check_ids(self, ids) -> Tensor:
         """Validate token ids (B, L): integers, 2-D, L <= l_max (their range is checked by the embedding)."""
         ids = ids if isinstance(ids, Tensor) else Tensor(ids, backend=self.backend)

@@ -57,7 +57,8 @@ class Module:
             yield from child.modules()
 
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
-        """``(dotted.name, Parameter)`` for this module and its children, in definition order."""
+        """``(dotted.name, Parameter)``: this module's own parameters, then each child's (recursively),
+        both in attribute-definition order; list items are numbered (``blocks.0.``)."""
         for name, value in vars(self).items():
             if isinstance(value, Parameter):
                 yield prefix + name, value
@@ -95,13 +96,17 @@ class Module:
         unexpected = [k for k in state if k not in own]
         if strict and (missing or unexpected):
             raise ValueError(f"load_state_dict: missing parameters {missing[:5]}, unexpected {unexpected[:5]}")
-        for name, p in own.items():
+        values = {}
+        for name, p in own.items():  # check everything before changing anything
             if name not in state:
                 continue
             value = np.asarray(state[name])
             if value.shape != p.shape:
                 raise ValueError(f"load_state_dict: {name} has shape {value.shape} in the state but {p.shape} in the model")
-            p.data = p.backend.asarray(value, dtype=p.dtype)
+            values[name] = value
+        for name, value in values.items():
+            p = own[name]
+            p.data = p.backend.asarray(np.array(value, dtype=p.dtype))  # a copy: the state stays the caller's
             p.grad = None
 
     def to(self, backend=None, dtype=None) -> Module:
