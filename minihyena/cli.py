@@ -91,6 +91,32 @@ def _sample(args) -> int:
     return 0
 
 
+def _recall(args) -> int:
+    from .nn.model import MIXERS
+    from .recall import TaskConfig, format_table, train_task
+
+    unknown = [m for m in args.mixers if m not in MIXERS]
+    if unknown:
+        raise ValueError(f"unknown mixer {unknown[0]!r}; choose from {', '.join(MIXERS)}")
+    rows = []
+    for vocab in args.vocab:
+        for seq_len in args.seq_len:
+            cfg = TaskConfig(
+                task=args.task, vocab_size=vocab, seq_len=seq_len, d_model=args.d_model, n_layer=args.n_layer,
+                batch_size=args.batch_size, lr=args.lr, max_steps=args.max_steps, time_limit=args.time_limit,
+                eval_every=args.eval_every, target=args.target, seed=args.seed, backend=args.backend,
+            )
+            results = []
+            for mixer in args.mixers:
+                print(f"{args.task}, vocab {vocab}, L = {seq_len}: training {mixer}", flush=True)
+                results.append(train_task(mixer, cfg, log=None if args.quiet else print))
+            rows.append(format_table(results, cfg))
+            print("\n" + rows[-1] + "\n", flush=True)
+    if len(rows) > 1:
+        print("\n\n".join(rows))
+    return 0
+
+
 def _demo(args) -> int:
     """Causal FFT convolution against the direct sum, and its backward against finite differences."""
     import numpy as np
@@ -134,6 +160,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=None)
     s.add_argument("--backend", default=None)
     s.set_defaults(func=_sample)
+
+    r = sub.add_parser("recall", help="train small models on associative recall and compare mixers")
+    r.add_argument("--task", default="recall", choices=["recall", "induction"])
+    r.add_argument("--vocab", type=int, nargs="+", default=[10], help="vocabulary sizes")
+    r.add_argument("--seq-len", type=int, nargs="+", default=[256], help="sequence lengths")
+    r.add_argument("--mixers", nargs="+", default=["hyena", "attention", "hyena-nogate", "hyena-explicit"])
+    r.add_argument("--d-model", type=int, default=64)
+    r.add_argument("--n-layer", type=int, default=2)
+    r.add_argument("--batch-size", type=int, default=32)
+    r.add_argument("--lr", type=float, default=3e-3)
+    r.add_argument("--max-steps", type=int, default=2000)
+    r.add_argument("--time-limit", type=float, default=None, help="seconds per model")
+    r.add_argument("--eval-every", type=int, default=100)
+    r.add_argument("--target", type=float, default=0.99, help="stop a model once its test accuracy reaches this")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--backend", default=None)
+    r.add_argument("--quiet", action="store_true")
+    r.set_defaults(func=_recall)
 
     d = sub.add_parser("demo", help="check the FFT convolution and its gradient")
     d.add_argument("--length", type=int, default=64)

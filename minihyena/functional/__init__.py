@@ -2,6 +2,7 @@
 
 Models are written with these (and the Tensor operators that call them); gradients then follow.
 """
+from .attention import CausalAttention, causal_attention
 from .conv import FFTConv, ShortConv, fftconv, short_conv
 from .elementwise import GELU, Add, Div, Dropout, Exp, Mul, Sin, Sub, add, div, dropout, exp, gelu, mul, sin, sub
 from .linear import Embedding, Linear, MatMul, embedding, linear, matmul
@@ -26,10 +27,10 @@ from .shape import (
 __all__ = [
     "add", "sub", "mul", "div", "exp", "sin", "gelu", "dropout",
     "matmul", "linear", "embedding",
-    "fftconv", "short_conv",
+    "fftconv", "short_conv", "causal_attention",
     "layer_norm", "softmax", "cross_entropy",
     "reshape", "transpose", "swapaxes", "getitem", "split", "concatenate", "sum", "mean",
     "Add", "Sub", "Mul", "Div", "Exp", "Sin", "GELU", "Dropout", "MatMul", "Linear", "Embedding",
-    "FFTConv", "ShortConv", "LayerNorm", "Softmax", "CrossEntropy",
+    "FFTConv", "ShortConv", "CausalAttention", "LayerNorm", "Softmax", "CrossEntropy",
     "Reshape", "Transpose", "GetItem", "Split", "Concatenate", "Sum",
 ]

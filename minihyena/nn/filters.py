@@ -121,3 +121,27 @@ class HyenaFilter(Module):
         h = self.modulation(t, self.fc4(h))  # (L, (N-1)D)
         k = h.transpose(1, 0).reshape(self.n_filters, self.d_model, L)  # (N-1, D, L)
         return k, self.bias.reshape(self.n_filters, self.d_model)  # (N-1, D)
+
+
+class ExplicitFilter(Module):
+    """Ablation: long filters stored directly, one tap per position (parameters grow with l_max).
+
+    Initialised like the implicit filters' scale, N(0, 0.02^2), times the same decay window;
+    ``forward(L)`` has the :class:`HyenaFilter` interface: filters (N-1, D, L), skip terms (N-1, D).
+    """
+
+    def __init__(self, d_model: int, n_filters: int, l_max: int, rng=None, dtype=np.float32, **window_args):
+        super().__init__()
+        rng = _rng(rng)
+        self.d_model, self.n_filters, self.l_max = d_model, n_filters, l_max
+        channels = n_filters * d_model
+        t = Tensor(np.linspace(0.0, 1.0, l_max)[:, None].astype(dtype))  # (l_max, 1)
+        window = ExponentialModulation(channels, dtype=dtype, **window_args).window(t)  # (l_max, C)
+        self.k = Parameter((rng.standard_normal((channels, l_max)) * 0.02 * window.T).astype(dtype))  # (C, l_max)
+        self.bias = Parameter(rng.standard_normal(channels).astype(dtype))
+
+    def forward(self, L: int) -> tuple[Tensor, Tensor]:
+        if L > self.l_max:
+            raise ValueError(f"sequence length {L} is longer than the model's l_max = {self.l_max}")
+        k = self.k[:, :L].reshape(self.n_filters, self.d_model, L)  # (N-1, D, L)
+        return k, self.bias.reshape(self.n_filters, self.d_model)

@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import functional as F
 from ..autograd import Tensor
+from .attention import CausalSelfAttention
 from .hyena import HyenaOperator
 from .layers import MLP, Embedding, LayerNorm, _rng
 from .module import Module
@@ -30,6 +31,8 @@ class HyenaConfig:
     mlp_ratio: int = 4
     dropout: float = 0.0
     dtype: str = "float32"
+    mixer: str = "hyena"  # one of MIXERS
+    n_head: int = 4  # attention heads (mixer "attention" only)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -43,6 +46,37 @@ class HyenaConfig:
         return cls(**d)
 
 
+MIXERS = {
+    "hyena": "the Hyena operator (gates + implicit long convolutions)",
+    "attention": "causal multi-head softmax attention, with learned positional embeddings",
+    "hyena-nogate": "ablation: Hyena without gating (short conv, then plain long convolutions)",
+    "hyena-explicit": "ablation: Hyena with explicit long filters (one learned tap per position)",
+}
+
+
+def make_mixer(cfg: HyenaConfig, out_std: float, rng, dtype) -> Module:
+    """The sequence mixer named by ``cfg.mixer``."""
+    if cfg.mixer == "attention":
+        return CausalSelfAttention(cfg.d_model, cfg.l_max, cfg.n_head, out_std, cfg.dropout, rng=rng, dtype=dtype)
+    if cfg.mixer not in MIXERS:
+        raise ValueError(f"unknown mixer {cfg.mixer!r}; choose one of {', '.join(MIXERS)}")
+    return HyenaOperator(
+        cfg.d_model,
+        cfg.l_max,
+        order=cfg.order,
+        filter_order=cfg.filter_order,
+        emb_dim=cfg.emb_dim,
+        short_filter_order=cfg.short_filter_order,
+        filter_w=cfg.filter_w,
+        out_std=out_std,
+        dropout=cfg.dropout,
+        gating=cfg.mixer != "hyena-nogate",
+        filter_type="explicit" if cfg.mixer == "hyena-explicit" else "implicit",
+        rng=rng,
+        dtype=dtype,
+    )
+
+
 class Block(Module):
     r"""Pre-LN residual block: $x \mathrel{+}= \mathrm{Hyena}(\mathrm{LN}(x))$; $x \mathrel{+}= \mathrm{MLP}(\mathrm{LN}(x))$."""
 
@@ -51,19 +85,7 @@ class Block(Module):
         dtype = np.dtype(cfg.dtype)
         out_std = 0.02 / math.sqrt(2 * cfg.n_layer)  # scaled init of the residual output projections
         self.ln_1 = LayerNorm(cfg.d_model, dtype=dtype)
-        self.mixer = HyenaOperator(
-            cfg.d_model,
-            cfg.l_max,
-            order=cfg.order,
-            filter_order=cfg.filter_order,
-            emb_dim=cfg.emb_dim,
-            short_filter_order=cfg.short_filter_order,
-            filter_w=cfg.filter_w,
-            out_std=out_std,
-            dropout=cfg.dropout,
-            rng=rng,
-            dtype=dtype,
-        )
+        self.mixer = make_mixer(cfg, out_std, rng, dtype)
         self.ln_2 = LayerNorm(cfg.d_model, dtype=dtype)
         self.mlp = MLP(cfg.d_model, cfg.mlp_ratio, out_std=out_std, rng=rng, dtype=dtype, dropout=cfg.dropout)
 
@@ -73,8 +95,9 @@ class Block(Module):
 
 
 class HyenaLM(Module):
-    """Token embedding (no positional embedding: the filters carry position), ``n_layer`` blocks,
-    final layer norm and a head tied to the embedding. ``forward(ids)`` -> logits (B, L, V)."""
+    """Token embedding, ``n_layer`` blocks, final layer norm and a head tied to the embedding;
+    ``forward(ids)`` -> logits (B, L, V). Hyena mixers need no positional embedding (the filters carry
+    position); the attention baseline gets learned absolute positions (``wpe``, l_max x D)."""
 
     def __init__(self, cfg: HyenaConfig | None = None, seed: int = 0, **overrides):
         super().__init__()
@@ -82,7 +105,10 @@ class HyenaLM(Module):
         rng = _rng(seed)
         self.config = cfg
         dtype = np.dtype(cfg.dtype)
+        if cfg.mixer not in MIXERS:
+            raise ValueError(f"unknown mixer {cfg.mixer!r}; choose one of {', '.join(MIXERS)}")
         self.wte = Embedding(cfg.vocab_size, cfg.d_model, rng=rng, dtype=dtype)
+        self.wpe = Embedding(cfg.l_max, cfg.d_model, rng=rng, dtype=dtype) if cfg.mixer == "attention" else None
         self.blocks = [Block(cfg, rng=rng) for _ in range(cfg.n_layer)]
         self.ln_f = LayerNorm(cfg.d_model, dtype=dtype)
 
@@ -107,6 +133,8 @@ class HyenaLM(Module):
     def forward(self, ids) -> Tensor:
         ids = self.check_ids(ids)
         x = self.wte(ids)  # (B, L, D)
+        if self.wpe is not None:
+            x = x + self.wpe.weight[: ids.shape[1]]  # + (L, D)
         for block in self.blocks:
             x = block(x)
         x = self.ln_f(x)
