@@ -273,3 +273,19 @@ def test_tensor_methods_match_functional():
 def test_public_api_is_exported():
     for name in ("Tensor", "Function", "no_grad", "use_backend", "available_backends", "register_backend"):
         assert hasattr(minihyena, name)
+
+
+def test_graph_does_not_keep_intermediate_arrays_alive():
+    """A node reaches its inputs through edges, so an intermediate array that no backward saved is freed."""
+    import gc
+    import weakref
+
+    x = Tensor(np.arange(4.0), requires_grad=True)
+    y = x * 2.0  # Mul saves x and the constant, not its output
+    z = y + 1.0  # Add saves only shapes
+    ref = weakref.ref(y.data)
+    del y
+    gc.collect()
+    assert ref() is None
+    z.sum().backward()
+    np.testing.assert_array_equal(x.grad, np.full(4, 2.0))
