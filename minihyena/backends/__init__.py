@@ -38,6 +38,8 @@ ENV_VAR = "MINIHYENA_BACKEND"
 # name -> "module:ClassName", imported lazily so an optional dependency is only touched on use.
 _REGISTRY: dict[str, str] = {
     "numpy": "minihyena.backends.numpy_backend:NumpyBackend",
+    "numba": "minihyena.backends.numba_backend:NumbaBackend",
+    "cupy": "minihyena.backends.cupy_backend:CupyBackend",
 }
 _AUTO_ORDER = ("cupy", "numba", "numpy")
 _INSTANCES: dict[str, Backend] = {}

@@ -1,0 +1,155 @@
+"""Train-step time of the HyenaLM on every available backend, and of an equivalent PyTorch CPU model.
+
+    python benchmarks/backend_speed.py                 # default sizes, every available backend
+    python benchmarks/backend_speed.py --sizes 4x1024 --steps 3 --no-torch
+
+One train step = forward, loss, backward, gradient clipping and an AdamW update, as in
+``minihyena.train.Trainer.train_step``. The model is ``HyenaConfig()`` (d_model 128, 4 layers, order 2)
+with ``l_max`` set to the sequence length. Each backend runs in its own process (BLAS, Numba and torch
+thread pools then never compete), first ``--warmup`` steps untimed (Numba compiles or loads its
+kernels there), then the median of ``--steps`` timed steps.
+
+``--blas-threads`` sets OPENBLAS_NUM_THREADS/OMP_NUM_THREADS/MKL_NUM_THREADS for every worker (and
+torch's intra-op threads). The default, 0, leaves the environment alone. On a 2-core machine shared
+with other busy processes, multi-threaded BLAS spins for its partner thread and a step of either
+backend was then several times slower; ``--blas-threads 1`` measures the kernels instead of that.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+DEFAULT_SIZES = "16x128,4x1024,1x8192"  # batch x sequence length; 16 x 128 is the trainer's default
+
+
+def _minihyena_step(backend: str, B: int, L: int):
+    from minihyena.nn.model import HyenaConfig, HyenaLM
+    from minihyena.optim import AdamW, clip_grad_norm, param_groups
+
+    model = HyenaLM(HyenaConfig(l_max=L)).to(backend)
+    opt = AdamW(param_groups(model, 0.1), lr=1e-3)
+    rng = np.random.default_rng(0)
+    V = model.config.vocab_size
+    x, y = (model.backend.asarray(rng.integers(0, V, (B, L))) for _ in range(2))
+
+    def step():
+        loss = model.loss(x, y)
+        model.zero_grad()
+        loss.backward()
+        clip_grad_norm(model.parameters(), 1.0)
+        opt.step()
+        loss.item()  # waits for a GPU backend
+
+    return step, model.num_parameters()
+
+
+def _torch_step(B: int, L: int):
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import torch
+    from torch_hyena import TorchHyenaLM
+
+    from minihyena.nn.model import HyenaConfig
+
+    torch.manual_seed(0)
+    cfg = HyenaConfig(l_max=L)
+    model = TorchHyenaLM(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.98), weight_decay=0.1)
+    x, y = (torch.randint(0, cfg.vocab_size, (B, L)) for _ in range(2))
+
+    def step():
+        loss = torch.nn.functional.cross_entropy(model(x).reshape(-1, cfg.vocab_size), y.reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        loss.item()
+
+    return step, sum(p.numel() for p in model.parameters())
+
+
+def worker(name: str, sizes, warmup: int, steps: int) -> None:
+    """Runs in a child process: prints one JSON line per size."""
+    threads = int(os.environ.get("MINIHYENA_BENCH_THREADS", "0"))
+    if name == "torch":
+        import torch
+
+        if threads:
+            torch.set_num_threads(threads)
+    for B, L in sizes:
+        step, n_params = _torch_step(B, L) if name == "torch" else _minihyena_step(name, B, L)
+        t0 = time.perf_counter()
+        for _ in range(warmup):
+            step()
+        warm = time.perf_counter() - t0
+        times = []
+        for _ in range(steps):
+            t = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t)
+        print(json.dumps({"backend": name, "B": B, "L": L, "median": float(np.median(times)), "min": min(times),
+                          "warmup": warm, "params": n_params}), flush=True)
+
+
+def run_worker(name: str, args) -> list[dict]:
+    env = dict(os.environ)
+    if args.blas_threads:
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[var] = str(args.blas_threads)
+        env["MINIHYENA_BENCH_THREADS"] = str(args.blas_threads)
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", name, "--sizes", args.sizes,
+           "--warmup", str(args.warmup), "--steps", str(args.steps)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(f"{name}: failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+        return []
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", default=DEFAULT_SIZES, help=f"comma-separated BxL (default {DEFAULT_SIZES})")
+    p.add_argument("--backends", default=None, help="comma-separated (default: every available one)")
+    p.add_argument("--steps", type=int, default=5, help="timed steps per size (median reported)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps first (compilation, caches)")
+    p.add_argument("--blas-threads", type=int, default=0, help="threads for BLAS and torch (0: leave as is)")
+    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch CPU model")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",")]
+    if args.worker:
+        worker(args.worker, sizes, args.warmup, args.steps)
+        return 0
+
+    from minihyena.backends import available_backends
+
+    names = args.backends.split(",") if args.backends else available_backends()
+    if not args.no_torch:
+        try:
+            import torch  # noqa: F401  (only to know it is there; the worker imports it)
+
+            names.append("torch")
+        except ImportError:
+            print("PyTorch is not installed: the torch CPU comparison is skipped (pip install torch)")
+    print(f"train step = forward + backward + clip + AdamW; median of {args.steps} steps after {args.warmup} "
+          f"warm-up steps; BLAS threads: {args.blas_threads or os.environ.get('OPENBLAS_NUM_THREADS', 'default')}")
+    if "numba" in names and not args.blas_threads:
+        print("note: the numba backend limits BLAS to one thread itself unless OMP/OPENBLAS/MKL_NUM_THREADS is set")
+    rows = [r for name in names for r in run_worker(name, args)]
+    base = {(r["B"], r["L"]): r["median"] for r in rows if r["backend"] == "numpy"}
+    print(f"\n{'backend':8s} {'B x L':>10s} {'params':>9s} {'step ms':>9s} {'tokens/s':>10s} {'vs numpy':>9s} {'warm-up s':>9s}")
+    for B, L in sizes:
+        for r in (r for r in rows if (r["B"], r["L"]) == (B, L)):
+            ratio = f"{base[B, L] / r['median']:.2f}x" if (B, L) in base else "-"
+            print(f"{r['backend']:8s} {f'{B} x {L}':>10s} {r['params']:9,d} {r['median'] * 1e3:9.1f} "
+                  f"{B * L / r['median']:10,.0f} {ratio:>9s} {r['warmup']:9.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,283 @@
+"""Compiled loops of the Numba backend (imported only when that backend is first used).
+
+Every kernel writes into output arrays that the caller allocates, takes C-contiguous float32 or
+float64 arrays, and runs its outer loop with ``prange`` (rows, channels or chunks of a flat array).
+Constants come in an array ``cst`` of the data's dtype: a Python float literal would make Numba
+compute a float32 kernel in float64. Definitions are lazy: each compiles on its first call, for the
+dtypes it meets, and is then loaded from the on-disk cache in later processes.
+
+Inside a ``prange`` body, assign one name per statement: Numba 0.68 miscompiles a tuple assignment
+that mixes array views and scalars there (``zr, s = z[r], scale[r]`` then ``zr[j] -= s`` lost the
+update in a test). Scalar constants unpacked before the loop are fine.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numba
+import numpy as np
+import rocket_fft  # noqa: F401  (registers np.fft for compiled code; also found by Numba's entry points)
+from numba import prange
+
+# Reassociation lets LLVM vectorise the dot products (a different summation order than NumPy's:
+# float32 results agree to a few ulps times the row length). No nnan/ninf: NaN and inf propagate.
+_FAST = {"reassoc", "contract"}
+_uncached: list[str] = []
+
+
+def jit(fn=None, **options):
+    """``numba.njit(cache=True, **options)``, falling back to an in-memory compile with one warning when
+    no cache directory is writable (Numba raises "no locator available" when the decorator runs)."""
+
+    def wrap(f):
+        try:
+            return numba.njit(cache=True, **options)(f)
+        except Exception as exc:  # numba.core.errors / RuntimeError: no writable cache location
+            if not _uncached:
+                warnings.warn(
+                    f"minihyena: numba cannot cache compiled kernels here ({exc}); they will be compiled in every "
+                    "process. Set NUMBA_CACHE_DIR to a writable folder to keep them.",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+            _uncached.append(f.__name__)
+            return numba.njit(cache=False, **options)(f)
+
+    return wrap(fn) if fn is not None else wrap
+
+
+# ---------------------------------------------------------------------------- long causal convolution, direct
+@jit(parallel=True, fastmath=_FAST)
+def conv_direct(u, k, y):
+    """y[b,d,t] = sum_{s<=t} k[d,s] u[b,d,t-s], O(L^2) per row: one axpy per lag s (vectorised)."""
+    B, D, L = u.shape
+    for r in prange(B * D):
+        ur = u[r // D, r % D]
+        kr = k[r % D]
+        yr = y[r // D, r % D]
+        yr[:] = 0
+        for s in range(L):
+            ks = kr[s]
+            ys = yr[s:]
+            for t in range(L - s):
+                ys[t] += ks * ur[t]
+
+
+@jit(parallel=True, fastmath=_FAST)
+def xcorr_direct(g, k, u, a, bk):
+    """a[b,d,t] = sum_s g[b,d,t+s] k[d,s]; bk[d,s] = sum_b sum_t g[b,d,t+s] u[b,d,t]. Parallel over d."""
+    B, D, L = u.shape
+    for d in prange(D):
+        kr = k[d]
+        bd = bk[d]
+        bd[:] = 0
+        for b in range(B):
+            gr = g[b, d]
+            ur = u[b, d]
+            ar = a[b, d]
+            ar[:] = 0
+            for s in range(L):
+                ks = kr[s]
+                gs = gr[s:]
+                acc = bd[s] * 0
+                for t in range(L - s):
+                    ar[t] += ks * gs[t]
+                    acc += gs[t] * ur[t]
+                bd[s] += acc
+
+
+# ---------------------------------------------------------------------------- long causal convolution, FFT
+@jit(parallel=True)
+def conv_fft(u, k, y, n):
+    """y = irfft(rfft(u, n) * rfft(k, n))[:L] one row at a time: the spectra stay in cache, no (B, D, n) arrays."""
+    B, D, L = u.shape
+    K = np.fft.rfft(k, n)  # (D, n//2+1)
+    for r in prange(B * D):
+        y[r // D, r % D] = np.fft.irfft(np.fft.rfft(u[r // D, r % D], n) * K[r % D], n)[:L]
+
+
+@jit(parallel=True)
+def xcorr_fft(g, k, u, a, bk, n):
+    """Per channel d: a = irfft(G conj(K))[:L] per batch row; bk = irfft(sum_b G conj(U))[:L]."""
+    B, D, L = u.shape
+    for d in prange(D):
+        Kc = np.conj(np.fft.rfft(k[d], n))
+        S = np.zeros_like(Kc)
+        for b in range(B):
+            G = np.fft.rfft(g[b, d], n)
+            S += G * np.conj(np.fft.rfft(u[b, d], n))
+            a[b, d] = np.fft.irfft(G * Kc, n)[:L]
+        bk[d] = np.fft.irfft(S, n)[:L]
+
+
+# ---------------------------------------------------------------------------- short depthwise convolution
+@jit(parallel=True, fastmath=_FAST)
+def short_conv(z, w, y):
+    """y[b,c,t] = sum_j w[c,j] z[b,c,t-lag_j], lag_j = K-1-j: one axpy per tap, rows in parallel."""
+    B, C, L = z.shape
+    K = w.shape[1]
+    for r in prange(B * C):
+        zr = z[r // C, r % C]
+        yr = y[r // C, r % C]
+        yr[:] = 0
+        for j in range(K):
+            lag = K - 1 - j
+            if lag < L:
+                wj = w[r % C, j]
+                ys = yr[lag:]
+                for t in range(L - lag):
+                    ys[t] += wj * zr[t]
+
+
+@jit(parallel=True, fastmath=_FAST)
+def short_conv_xcorr(g, w, z, a, bw):
+    """a[b,c,t] = sum_j w[c,j] g[b,c,t+lag_j]; bw[c,j] = sum_{b,t} g[b,c,t+lag_j] z[b,c,t]. Parallel over c."""
+    B, C, L = z.shape
+    K = w.shape[1]
+    for c in prange(C):
+        bw[c, :] = 0
+        for b in range(B):
+            gr = g[b, c]
+            zr = z[b, c]
+            ar = a[b, c]
+            ar[:] = 0
+            for j in range(K):
+                lag = K - 1 - j
+                if lag < L:
+                    wj = w[c, j]
+                    gs = gr[lag:]
+                    acc = wj * 0
+                    for t in range(L - lag):
+                        ar[t] += wj * gs[t]
+                        acc += gs[t] * zr[t]
+                    bw[c, j] += acc
+
+
+# ---------------------------------------------------------------------------- elementwise (flat arrays)
+@jit(parallel=True)
+def gelu_arg(x, s, cst):
+    """s = c (x + a x^3); cst = [1/2, 1, c, a, 3a]. (tanh is applied by NumPy: Numba's scalar tanh is
+    not vectorised and was 70x slower than NumPy's on 2M float32 values.)"""
+    c = cst[2]
+    a = cst[3]
+    for i in prange(x.size):
+        xi = x[i]
+        s[i] = c * (xi + a * (xi * xi * xi))
+
+
+@jit(parallel=True)
+def gelu_out(x, th, y, cst):
+    """y = x/2 (1 + th); cst = [1/2, 1, c, a, 3a]."""
+    half = cst[0]
+    one = cst[1]
+    for i in prange(x.size):
+        y[i] = half * x[i] * (one + th[i])
+
+
+@jit(parallel=True)
+def gelu_backward(g, x, th, dx, cst):
+    """One pass of g [(1 + t)/2 + x/2 (1 - t^2) c (1 + 3a x^2)]; cst = [1/2, 1, c, a, 3a]."""
+    half, one, c, a3 = cst[0], cst[1], cst[2], cst[4]
+    for i in prange(x.size):
+        xi = x[i]
+        t = th[i]
+        dx[i] = g[i] * (half * (one + t) + half * xi * (one - t * t) * c * (one + a3 * xi * xi))
+
+
+@jit(parallel=True)
+def adamw(p, g, m, v, cst):
+    """In place, one pass: cst = [b1, 1-b1, b2, 1-b2, 1-lr*wd, lr/c1, c2, eps] in the parameter dtype."""
+    b1, nb1, b2, nb2, decay, step, c2, eps = cst[0], cst[1], cst[2], cst[3], cst[4], cst[5], cst[6], cst[7]
+    for i in prange(p.size):
+        gi = g[i]
+        mi = b1 * m[i] + nb1 * gi
+        vi = b2 * v[i] + nb2 * gi * gi
+        m[i] = mi
+        v[i] = vi
+        p[i] = p[i] * decay - step * mi / (np.sqrt(vi / c2) + eps)
+
+
+# ---------------------------------------------------------------------------- row kernels (rows, D) or (rows, V)
+@jit(parallel=True, fastmath=_FAST)
+def layer_norm(x, w, bias, eps, y, xhat, rstd):
+    """Per row: mean and variance in float64, then xhat and y = w xhat + bias in one more pass."""
+    R, D = x.shape
+    for r in prange(R):
+        xr = x[r]
+        s = 0.0
+        for i in range(D):
+            s += xr[i]
+        mu = s / D
+        s2 = 0.0
+        for i in range(D):
+            s2 += (xr[i] - mu) ** 2
+        rs = 1.0 / np.sqrt(s2 / D + eps)
+        rstd[r] = rs
+        for i in range(D):
+            h = (xr[i] - mu) * rs
+            xhat[r, i] = h
+            y[r, i] = h * w[i] + bias[i]
+
+
+@jit(parallel=True, fastmath=_FAST)
+def layer_norm_backward(g, xhat, rstd, w, dx, dw_part, db_part):
+    """dx per row in one pass after two row means; dw, db summed per chunk of rows into float64
+    partials (dw_part, db_part: (chunks, D)) that the caller adds up: no two threads write one address."""
+    R, D = g.shape
+    nc = dw_part.shape[0]
+    for c in prange(nc):
+        for r in range(c * R // nc, (c + 1) * R // nc):
+            gr = g[r]
+            hr = xhat[r]
+            s1 = 0.0
+            s2 = 0.0
+            for i in range(D):
+                gh = gr[i] * w[i]
+                s1 += gh
+                s2 += gh * hr[i]
+            m1 = s1 / D
+            m2 = s2 / D
+            for i in range(D):
+                dx[r, i] = rstd[r] * (gr[i] * w[i] - m1 - hr[i] * m2)
+                dw_part[c, i] += gr[i] * hr[i]
+                db_part[c, i] += gr[i]
+
+
+@jit(parallel=True)
+def cross_entropy(z, t, lse, picked):
+    """Per row: max-shifted log-sum-exp (sum in float64) and the target's logit."""
+    N, V = z.shape
+    for r in prange(N):
+        zr = z[r]
+        m = zr[0]
+        for j in range(1, V):
+            m = max(m, zr[j])
+        s = 0.0
+        for j in range(V):
+            s += np.exp(zr[j] - m)
+        lse[r] = m + np.log(s)
+        picked[r] = zr[t[r]]
+
+
+@jit(parallel=True)
+def cross_entropy_backward(z, lse, t, scale, dz):
+    """dz[r] = scale[r] (exp(z[r] - lse[r]) - onehot(t[r])), one pass per row."""
+    N, V = z.shape
+    for r in prange(N):
+        s = scale[r]
+        for j in range(V):
+            dz[r, j] = s * np.exp(z[r, j] - lse[r])
+        dz[r, t[r]] -= s
+
+
+# ---------------------------------------------------------------------------- indexing
+@jit
+def scatter_rows(target, index, values):
+    """target[index[i]] += values[i] for rows of a 2-D target; serial, so repeated ids never race."""
+    n_rows = target.shape[0]
+    for i in range(index.size):
+        r = index[i] + n_rows if index[i] < 0 else index[i]
+        tr = target[r]
+        vr = values[i]
+        for j in range(tr.size):
+            tr[j] += vr[j]
