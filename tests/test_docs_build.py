@@ -93,7 +93,8 @@ def test_no_page_loads_remote_resources(site: Path):
 
 
 def test_concept_pages_have_math(site: Path):
-    for name in ("concepts/fft-convolution", "concepts/fft-backward", "concepts/gradient-checking"):
+    for name in ("concepts/fft-convolution", "concepts/fft-backward", "concepts/gradient-checking",
+                 "concepts/implicit-filters", "concepts/gating", "concepts/complexity", "concepts/language-model"):
         html = _page(site, name)
         assert html.count('class="arithmatex"') >= 5, f"{name}: expected formulas for KaTeX to typeset"
 
@@ -108,10 +109,40 @@ def test_tutorials_were_executed(site: Path):
     assert "Traceback" not in first + second
 
 
+# A line of printed output that each later tutorial produces only when its checks came out right.
+TUTORIAL_OUTPUT = {
+    "03_implicit_filters": "short filters are prefixes: True",
+    "04_data_controlled_matrix": "no gates, Toeplitz (constant diagonals): True",
+    "05_train_tiny_lm": "same sample from the reloaded model: True",
+    "06_associative_recall": "recall (look up the key)   100.0%",
+    "07_backends": "same logits: True",
+}
+
+
+@pytest.mark.parametrize("name", sorted(TUTORIAL_OUTPUT))
+def test_later_tutorials_were_executed(site: Path, name: str):
+    html = _page(site, f"tutorials/{name}")
+    assert TUTORIAL_OUTPUT[name] in html, f"tutorial {name}: expected output {TUTORIAL_OUTPUT[name]!r} is missing"
+    assert "Traceback" not in html, f"tutorial {name} shows a traceback"
+    if name != "07_backends":  # 07 prints timings and has no plot
+        assert "data:image/png;base64," in html, f"tutorial {name} should show its plots"
+
+
+def test_complexity_page_shows_the_scaling_plot(site: Path):
+    assert (site / "assets" / "scaling.png").is_file(), "docs/assets/scaling.png (benchmarks/scaling.py --plot) is missing"
+    html = _page(site, "concepts/complexity")
+    assert re.search(r'<img[^>]+src="(?:\.\./)+assets/scaling\.png"', html), "the complexity page does not show the plot"
+
+
 def test_api_reference(site: Path):
     html = _page(site, "api")
     for name in ("minihyena.autograd.Tensor", "minihyena.functional.FFTConv", "minihyena.backends.get_backend",
-                 "minihyena.testing.gradcheck", "minihyena.backends.Backend.causal_xcorr"):
+                 "minihyena.testing.gradcheck", "minihyena.backends.Backend.causal_xcorr",
+                 "minihyena.nn.HyenaFilter", "minihyena.nn.HyenaOperator", "minihyena.nn.HyenaLM",
+                 "minihyena.nn.attention.CausalSelfAttention", "minihyena.optim.AdamW", "minihyena.train.Trainer",
+                 "minihyena.checkpoint.load_model", "minihyena.generate.generate", "minihyena.data.CharTokenizer",
+                 "minihyena.data.synthetic.associative_recall", "minihyena.recall.train_task",
+                 "minihyena.recall.TaskConfig", "minihyena.flops.hyena_flops"):
         assert f'id="{name}"' in html, f"the API page has no entry for {name}"
 
 

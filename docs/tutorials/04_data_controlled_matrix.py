@@ -1,0 +1,1 @@
+../../tutorials/04_data_controlled_matrix.py

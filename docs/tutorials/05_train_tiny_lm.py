@@ -1,0 +1,1 @@
+../../tutorials/05_train_tiny_lm.py

@@ -1,0 +1,1 @@
+../../tutorials/07_backends.py
