@@ -2,7 +2,7 @@ r"""Analytic FLOP and memory counts of one mixer layer (forward), as implemented
 
 FLOPs count a multiply-add as 2. Backward costs about twice the forward for both mixers.
 
-Hyena of order N, width D, length L (HYENA.md section 8, with this code's FFT size n = 2L):
+Hyena of order N, width D, length L (the paper's appendix A.2 count, with this code's FFT size n = 2L):
 
 * input projection $2 (N+1) D^2 L$, output projection $2 D^2 L$;
 * short convolutions $2 (N+1) D L K$;

@@ -92,8 +92,11 @@ class Trainer:
         meta = None
         if resume:
             arrays, meta = load_checkpoint(self.ckpt_path)
-            tokenizer = CharTokenizer.from_dict(meta["tokenizer"])
-            model_cfg = HyenaConfig.from_dict(meta["model_config"])
+            try:
+                tokenizer = CharTokenizer.from_dict(meta["tokenizer"])
+                model_cfg = HyenaConfig.from_dict(meta["model_config"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise CheckpointError(f"{self.ckpt_path} cannot be resumed: unusable header ({exc})") from None
         else:
             tokenizer = CharTokenizer.from_text(text)
             model_cfg = dataclasses.replace(model_cfg or HyenaConfig(), vocab_size=tokenizer.vocab_size)
