@@ -91,7 +91,7 @@ def main(argv=None) -> int:
         if attention_stopped:
             a = {"mixer": "attention", "L": L, "status": f"stopped ({attention_stopped} at a shorter L)"}
         elif need > 0.8 * ram:
-            a = {"mixer": "attention", "L": L, "status": f"out of memory (needs about {fmt_bytes(need)})"}
+            a = {"mixer": "attention", "L": L, "status": f"not run: needs about {fmt_bytes(need)}, over the RAM"}
             attention_stopped = "out of memory"
         else:
             a = measure("attention", L, args)
