@@ -49,6 +49,7 @@ def attention_memory_bytes(L: int, D: int, n_head: int = 4, batch: int = 1, item
 
 
 def fmt_flops(x: float) -> str:
+    """``2.4e9`` -> ``"2.40 GFLOP"``."""
     for unit, scale in (("TFLOP", 1e12), ("GFLOP", 1e9), ("MFLOP", 1e6)):
         if x >= scale:
             return f"{x / scale:.2f} {unit}"
@@ -56,6 +57,7 @@ def fmt_flops(x: float) -> str:
 
 
 def fmt_bytes(x: float) -> str:
+    """``3 * 2**30`` -> ``"3.00 GiB"``."""
     for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if x >= scale:
             return f"{x / scale:.2f} {unit}"

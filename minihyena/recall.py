@@ -20,6 +20,10 @@ from .optim import AdamW, clip_grad_norm, cosine_lr, param_groups
 
 @dataclass
 class TaskConfig:
+    """A synthetic-task run: the task and its size, the model (``d_model``, ``n_layer``, ``order``,
+    ``filter_w``, ``n_head``), the optimiser, and when to stop (``max_steps``, ``time_limit`` seconds,
+    or test accuracy >= ``target``)."""
+
     task: str = "recall"
     vocab_size: int = 10
     seq_len: int = 256

@@ -50,6 +50,9 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
+    """What :meth:`Trainer.run` did: last step, last train loss, last validation loss, checkpoint path,
+    how it stopped ("done" or "interrupted"), wall-clock seconds and train tokens per second."""
+
     step: int
     train_loss: float
     val_loss: float | None
