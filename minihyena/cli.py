@@ -92,12 +92,11 @@ def _sample(args) -> int:
 
 
 def _recall(args) -> int:
-    from .nn.model import MIXERS
+    from .nn.model import check_mixer
     from .recall import TaskConfig, format_table, train_task
 
-    unknown = [m for m in args.mixers if m not in MIXERS]
-    if unknown:
-        raise ValueError(f"unknown mixer {unknown[0]!r}; choose from {', '.join(MIXERS)}")
+    for mixer in args.mixers:  # all of them before any training starts
+        check_mixer(mixer)
     rows = []
     for vocab in args.vocab:
         for seq_len in args.seq_len:

@@ -5,7 +5,7 @@ import numpy as np
 
 from .. import functional as F
 from ..autograd import Tensor
-from .layers import Dropout, Linear, _rng
+from .layers import Dropout, Linear, _rng, check_length
 from .module import Module
 
 
@@ -28,8 +28,7 @@ class CausalSelfAttention(Module):
 
     def forward(self, u: Tensor) -> Tensor:
         B, L, D = u.shape
-        if L > self.l_max:
-            raise ValueError(f"sequence length {L} is longer than the model's l_max = {self.l_max}")
+        check_length(L, self.l_max)
         H = self.n_head
         qkv = self.qkv(u).reshape(B, L, 3, H, D // H).transpose(2, 0, 3, 1, 4)  # (3, B, H, L, d)
         q, k, v = qkv[0], qkv[1], qkv[2]  # each (B, H, L, d)

@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import functional as F
 from ..autograd import Tensor
-from .layers import Linear, _rng
+from .layers import Linear, _rng, check_length
 from .module import Module, Parameter
 
 
@@ -36,8 +36,7 @@ class PositionalEmbedding(Module):
 
     def forward(self, L: int) -> tuple[Tensor, Tensor]:
         """Features and normalised times for the first L positions: (L, E), (L, 1)."""
-        if L > self.l_max:
-            raise ValueError(f"sequence length {L} is longer than the model's l_max = {self.l_max}")
+        check_length(L, self.l_max)
         return self.z[:L], self.t[:L]
 
 
@@ -141,7 +140,6 @@ class ExplicitFilter(Module):
         self.bias = Parameter(rng.standard_normal(channels).astype(dtype))
 
     def forward(self, L: int) -> tuple[Tensor, Tensor]:
-        if L > self.l_max:
-            raise ValueError(f"sequence length {L} is longer than the model's l_max = {self.l_max}")
+        check_length(L, self.l_max)
         k = self.k[:, :L].reshape(self.n_filters, self.d_model, L)  # (N-1, D, L)
         return k, self.bias.reshape(self.n_filters, self.d_model)

@@ -10,7 +10,7 @@ import numpy as np
 from .. import functional as F
 from ..autograd import Tensor
 from .filters import ExplicitFilter, HyenaFilter
-from .layers import Dropout, Linear, ShortConv, _rng
+from .layers import Dropout, Linear, ShortConv, _rng, check_length
 from .module import Module
 
 
@@ -67,8 +67,7 @@ class HyenaOperator(Module):
 
     def forward(self, u: Tensor) -> Tensor:
         B, L, D = u.shape
-        if L > self.l_max:
-            raise ValueError(f"sequence length {L} is longer than the model's l_max = {self.l_max}")
+        check_length(L, self.l_max)
         z = self.in_proj(u).transpose(0, 2, 1)  # (B, L, (N+1)D) -> (B, (N+1)D, L)
         z = self.short_filter(z)  # (B, (N+1)D, L)
         k, skip = self.filter_fn(L)  # (N-1, D, L), (N-1, D)

@@ -10,6 +10,12 @@ from ..autograd import Tensor
 from .module import Module, Parameter
 
 
+def check_length(L: int, l_max: int) -> None:
+    """Refuse a sequence longer than the model was built for (filters and positions exist up to l_max)."""
+    if L > l_max:
+        raise ValueError(f"sequence length {L} is longer than the model's l_max = {l_max}")
+
+
 def _rng(rng) -> np.random.Generator:
     return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
 

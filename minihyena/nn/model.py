@@ -11,8 +11,22 @@ from .. import functional as F
 from ..autograd import Tensor
 from .attention import CausalSelfAttention
 from .hyena import HyenaOperator
-from .layers import MLP, Embedding, LayerNorm, _rng
+from .layers import MLP, Embedding, LayerNorm, _rng, check_length
 from .module import Module
+
+
+MIXERS = {
+    "hyena": "the Hyena operator (gates + implicit long convolutions)",
+    "attention": "causal multi-head softmax attention, with learned positional embeddings",
+    "hyena-nogate": "ablation: Hyena without gating (short conv, then plain long convolutions)",
+    "hyena-explicit": "ablation: Hyena with explicit long filters (one learned tap per position)",
+}
+
+
+def check_mixer(name: str) -> None:
+    """Refuse a mixer name that is not one of :data:`MIXERS`."""
+    if name not in MIXERS:
+        raise ValueError(f"unknown mixer {name!r}; choose one of {', '.join(MIXERS)}")
 
 
 @dataclass
@@ -34,6 +48,9 @@ class HyenaConfig:
     mixer: str = "hyena"  # one of MIXERS
     n_head: int = 4  # attention heads (mixer "attention" only)
 
+    def __post_init__(self):
+        check_mixer(self.mixer)
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -46,20 +63,12 @@ class HyenaConfig:
         return cls(**d)
 
 
-MIXERS = {
-    "hyena": "the Hyena operator (gates + implicit long convolutions)",
-    "attention": "causal multi-head softmax attention, with learned positional embeddings",
-    "hyena-nogate": "ablation: Hyena without gating (short conv, then plain long convolutions)",
-    "hyena-explicit": "ablation: Hyena with explicit long filters (one learned tap per position)",
-}
 
 
 def make_mixer(cfg: HyenaConfig, out_std: float, rng, dtype) -> Module:
     """The sequence mixer named by ``cfg.mixer``."""
     if cfg.mixer == "attention":
         return CausalSelfAttention(cfg.d_model, cfg.l_max, cfg.n_head, out_std, cfg.dropout, rng=rng, dtype=dtype)
-    if cfg.mixer not in MIXERS:
-        raise ValueError(f"unknown mixer {cfg.mixer!r}; choose one of {', '.join(MIXERS)}")
     return HyenaOperator(
         cfg.d_model,
         cfg.l_max,
@@ -105,8 +114,6 @@ class HyenaLM(Module):
         rng = _rng(seed)
         self.config = cfg
         dtype = np.dtype(cfg.dtype)
-        if cfg.mixer not in MIXERS:
-            raise ValueError(f"unknown mixer {cfg.mixer!r}; choose one of {', '.join(MIXERS)}")
         self.wte = Embedding(cfg.vocab_size, cfg.d_model, rng=rng, dtype=dtype)
         self.wpe = Embedding(cfg.l_max, cfg.d_model, rng=rng, dtype=dtype) if cfg.mixer == "attention" else None
         self.blocks = [Block(cfg, rng=rng) for _ in range(cfg.n_layer)]
@@ -126,8 +133,7 @@ class HyenaLM(Module):
             raise ValueError(f"token ids must be 2-D (batch, length), got shape {ids.shape}")
         if not np.issubdtype(ids.dtype, np.integer):
             raise TypeError(f"token ids must be integers, got dtype {ids.dtype}")
-        if ids.shape[1] > self.config.l_max:
-            raise ValueError(f"sequence length {ids.shape[1]} is longer than the model's l_max = {self.config.l_max}")
+        check_length(ids.shape[1], self.config.l_max)
         return ids
 
     def forward(self, ids) -> Tensor:
