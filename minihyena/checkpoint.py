@@ -81,6 +81,12 @@ def load_checkpoint(path) -> tuple[dict[str, np.ndarray], dict]:
     return arrays, meta
 
 
+def section(arrays: dict, prefix: str) -> dict:
+    """The arrays saved under ``prefix + "."`` (``"model"``, ``"optim"``), with the prefix removed."""
+    start = len(prefix) + 1
+    return {k[start:]: v for k, v in arrays.items() if k.startswith(prefix + ".")}
+
+
 def load_model(path, backend=None):
     """Rebuild the model and tokenizer saved in a checkpoint: ``(model, tokenizer, meta)``."""
     from .data.text import CharTokenizer
@@ -93,7 +99,7 @@ def load_model(path, backend=None):
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path} has an unusable header: {exc}") from None
     model = HyenaLM(cfg)
-    state = {k[len("model."):]: v for k, v in arrays.items() if k.startswith("model.")}
+    state = section(arrays, "model")
     try:
         model.load_state_dict(state)
     except ValueError as exc:

@@ -14,7 +14,7 @@ import numpy as np
 
 from .autograd import no_grad
 from .backends import get_backend
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, section
 from .data.text import CharTokenizer, TextDataset, load_bundled_corpus, load_text
 from .nn.model import HyenaConfig, HyenaLM
 from .optim import AdamW, clip_grad_norm, cosine_lr, param_groups
@@ -122,8 +122,8 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoint state
     def _restore(self, arrays: dict, meta: dict) -> None:
         try:
-            self.model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
-            self.opt.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("optim.")})
+            self.model.load_state_dict(section(arrays, "model"))
+            self.opt.load_state_dict(section(arrays, "optim"))
             state = meta["train_state"]
             self.step = int(state["step"])
             self.rng.bit_generator.state = state["rng"]
