@@ -79,15 +79,45 @@ def _train(args) -> int:
 
 def _sample(args) -> int:
     from .checkpoint import load_model
-    from .generate import generate
+    from .generate import check_sampling, generate, refill_length
+    from .progress import Progress
 
+    check_sampling(args.max_new_tokens, args.temperature, args.top_k)
     model, tokenizer, _ = load_model(args.checkpoint, backend=args.backend)
     prompt = args.prompt if args.prompt else _default_prompt(tokenizer)
     ids = tokenizer.encode(prompt, name="prompt")
-    if len(ids) > model.config.l_max:
-        ids = ids[-model.config.l_max:]
-    out = generate(model, ids, args.max_new_tokens, args.temperature, args.top_k, seed=args.seed)
-    print(prompt + tokenizer.decode(out[len(ids):]))
+    l_max = model.config.l_max
+    if len(ids) + args.max_new_tokens > l_max:
+        window = (f"the last {l_max} characters" if args.no_cache else
+                  f"the most recent {refill_length(l_max)} to {l_max} characters (the cache is refilled as it fills up)")
+        print(f"minihyena: note: prompt + {args.max_new_tokens} new characters is more than the model's l_max = "
+              f"{l_max}; each new character is predicted from {window}", file=sys.stderr)
+    if len(ids) > l_max:
+        ids = ids[-l_max:]
+    # Stream the text as it is drawn; when stdout is not a terminal, show progress on stderr instead.
+    sys.stdout.write(prompt)
+    sys.stdout.flush()
+    progress = None
+    if not sys.stdout.isatty() and sys.stderr.isatty() and args.max_new_tokens >= 200:
+        progress = Progress(args.max_new_tokens)
+    drawn = 0
+
+    def show(token: int) -> None:
+        nonlocal drawn
+        drawn += 1
+        sys.stdout.write(tokenizer.decode([token]))
+        sys.stdout.flush()
+        if progress is not None:
+            progress.update(drawn)
+
+    try:
+        generate(model, ids, args.max_new_tokens, args.temperature, args.top_k, seed=args.seed,
+                 cache=not args.no_cache, on_token=show)
+    finally:
+        if progress is not None:
+            progress.close()
+        sys.stdout.write("\n")
+        sys.stdout.flush()
     return 0
 
 
@@ -158,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top-k", type=int, default=None)
     s.add_argument("--seed", type=int, default=None)
     s.add_argument("--backend", default=None)
+    s.add_argument("--no-cache", action="store_true",
+                   help="re-run the whole context for every token (the slow, readable reference) instead of cached decoding")
     s.set_defaults(func=_sample)
 
     r = sub.add_parser("recall", help="train small models on associative recall and compare mixers")

@@ -8,10 +8,43 @@ from __future__ import annotations
 import numpy as np
 
 from .. import functional as F
-from ..autograd import Tensor
+from ..autograd import Tensor, no_grad
+from .decoding import DecodeState
 from .filters import ExplicitFilter, HyenaFilter
 from .layers import Dropout, Linear, ShortConv, _rng, check_length
 from .module import Module
+
+
+class HyenaState(DecodeState):
+    r"""Decoding cache of one operator for ``batch`` sequences.
+
+    ``k_rev`` (N-1, D, l_max): the long filters for l_max, computed once, taps reversed so that
+    $\sum_{s \le t} h_{t-s} w_s$ is a dot product of two contiguous slices; ``skip`` (N-1, D);
+    ``tail`` (B, C, K-1): the last K-1 inputs of the short convolution; ``history`` (N-1, B, D, l_max):
+    the input $w$ of each long convolution at every position so far.
+    """
+
+    def __init__(self, op: HyenaOperator, batch: int):
+        super().__init__("HyenaOperator", batch, op.l_max)
+        with no_grad():
+            k, skip = op.filter_fn(op.l_max)  # (N-1, D, l_max), (N-1, D)
+        self.xp = xp = k.backend.xp
+        dtype = k.dtype
+        self.k_rev = xp.ascontiguousarray(k.data[..., ::-1])  # (N-1, D, l_max): k_rev[..., l_max-1-j] = h_j
+        self.skip = skip.data
+        C, K = op.short_filter.weight.shape
+        self.tail = xp.zeros((batch, C, K - 1), dtype=dtype)  # (B, C, K-1)
+        self.history = xp.zeros((op.order - 1, batch, op.d_model, op.l_max), dtype=dtype)  # (N-1, B, D, l_max)
+
+    def long_conv(self, o: int, w, t: int):
+        r"""Position t of the o-th long convolution: $y_t = \sum_{s=0}^{t} h_{t-s} w_s + D w_t$, O(B D t).
+
+        ``w`` (B, D) is the newest input; it is stored in the history first. Returns (B, D)."""
+        self.history[o, ..., t] = w
+        past = self.history[o, ..., : t + 1]  # (B, D, t+1): w_0 .. w_t
+        taps = self.k_rev[o, :, self.capacity - 1 - t :]  # (D, t+1): h_t .. h_0
+        y = self.xp.matmul(past[:, :, None, :], taps[:, :, None])[..., 0, 0]  # D dot products: (B, D, 1, 1) -> (B, D)
+        return y + self.skip[o] * w  # (B, D)
 
 
 class HyenaOperator(Module):
@@ -65,19 +98,54 @@ class HyenaOperator(Module):
             self.filter_fn = ExplicitFilter(d_model, order - 1, l_max, rng=rng, dtype=dtype, **filter_args)
         self.drop = Dropout(dropout, rng=rng)
 
-    def forward(self, u: Tensor) -> Tensor:
+    def init_state(self, batch: int = 1) -> HyenaState:
+        """A fresh decoding cache for ``batch`` sequences (see :class:`HyenaState`)."""
+        return HyenaState(self, batch)
+
+    def forward(self, u: Tensor, state: HyenaState | None = None) -> Tensor:
+        """(B, L, D) -> (B, L, D). With a fresh ``state`` this is the prefill: the same pass, O(L log L),
+        also keeping what :meth:`step` needs for position L onwards."""
         B, L, D = u.shape
         check_length(L, self.l_max)
+        if state is not None:
+            state.begin_prefill(B, L)
         z = self.in_proj(u).transpose(0, 2, 1)  # (B, L, (N+1)D) -> (B, (N+1)D, L)
+        if state is not None:
+            self.short_filter.fill_tail(z.data, state.tail)
         z = self.short_filter(z)  # (B, (N+1)D, L)
         k, skip = self.filter_fn(L)  # (N-1, D, L), (N-1, D)
+
+        def long_conv(o, w):  # the o-th long convolution, w (B, D, L)
+            if state is not None:
+                state.history[o, ..., :L] = w.data
+            return F.fftconv(w, k[o], skip[o])  # (B, D, L)
+
         if not self.gating:  # ablation: a plain stack of long convolutions
             for o in range(self.order - 1):
-                z = F.fftconv(self.drop(z), k[o], skip[o])  # (B, D, L)
+                z = long_conv(o, self.drop(z))  # (B, D, L)
             return self.out_proj(z.transpose(0, 2, 1))
         *x, v = F.split(z, self.order + 1, axis=1)  # N gates and the value, each (B, D, L)
         for o in range(self.order - 1):
             v = self.drop(v * x[self.order - 1 - o])  # gate first: (B, D, L)
-            v = F.fftconv(v, k[o], skip[o])  # long convolution: (B, D, L)
+            v = long_conv(o, v)  # long convolution: (B, D, L)
         y = (v * x[0]).transpose(0, 2, 1)  # (B, D, L) -> (B, L, D)
         return self.out_proj(y)
+
+    def step(self, u: Tensor, state: HyenaState) -> Tensor:
+        """Decode one position t = ``state.t``: u (B, D) -> y (B, D), equal to ``forward`` at position t
+        of the whole sequence. Cost O(N D^2) for the projections plus O(N D t) for the long convolutions
+        (a direct sum over the cached history: no FFT for a single output)."""
+        t = state.begin_step(u.shape[0])
+        z = self.short_filter.step(self.in_proj(u).data, state.tail)  # (B, D) -> (B, (N+1)D)
+        if not self.gating:
+            for o in range(self.order - 1):
+                z = state.long_conv(o, z, t)  # (B, D)
+            y = z
+        else:
+            D = self.d_model
+            *x, v = [z[:, i * D : (i + 1) * D] for i in range(self.order + 1)]  # N gates and the value, each (B, D)
+            for o in range(self.order - 1):
+                v = state.long_conv(o, v * x[self.order - 1 - o], t)  # gate first, then convolve: (B, D)
+            y = v * x[0]  # (B, D)
+        state.t = t + 1
+        return self.out_proj(Tensor(y, backend=u.backend))

@@ -106,3 +106,19 @@ class ShortConv(Module):
 
     def forward(self, z: Tensor) -> Tensor:
         return F.short_conv(z, self.weight, self.bias)
+
+    def step(self, z_t, tail):
+        r"""One new position for decoding: $y_t = \beta + \sum_j W_j z_{t-(K-1)+j}$ from the newest input
+        ``z_t`` (B, C) and ``tail`` (B, C, K-1), the previous K-1 inputs oldest first (zeros before t = 0).
+        ``tail`` is shifted in place to end with ``z_t``. Arrays in, array out: (B, C). O(C K)."""
+        xp = self.weight.backend.xp
+        window = xp.concatenate([tail, z_t[..., None]], axis=-1)  # (B, C, K)
+        tail[...] = window[..., 1:]
+        return (window * self.weight.data).sum(axis=-1) + self.bias.data  # (B, C)
+
+    def fill_tail(self, z, tail) -> None:
+        """Prefill: copy the last K-1 inputs of ``z`` (B, C, L) into ``tail`` (B, C, K-1), zeros before t = 0."""
+        n = min(z.shape[-1], tail.shape[-1])
+        tail[...] = 0
+        if n:
+            tail[..., tail.shape[-1] - n:] = z[..., z.shape[-1] - n:]

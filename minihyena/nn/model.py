@@ -98,9 +98,32 @@ class Block(Module):
         self.ln_2 = LayerNorm(cfg.d_model, dtype=dtype)
         self.mlp = MLP(cfg.d_model, cfg.mlp_ratio, out_std=out_std, rng=rng, dtype=dtype, dropout=cfg.dropout)
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = x + self.mixer(self.ln_1(x))  # (B, L, D)
+    def forward(self, x: Tensor, state=None) -> Tensor:
+        x = x + self.mixer(self.ln_1(x), state)  # (B, L, D)
         return x + self.mlp(self.ln_2(x))  # (B, L, D)
+
+    def step(self, x: Tensor, state) -> Tensor:
+        """One position: x (B, D) -> (B, D); layer norm and MLP act per position, the mixer uses its cache."""
+        x = x + self.mixer.step(self.ln_1(x), state)  # (B, D)
+        return x + self.mlp(self.ln_2(x))  # (B, D)
+
+
+class LMState:
+    """Decoding state of a :class:`HyenaLM`: one cache per block and the next position ``t``."""
+
+    def __init__(self, model: HyenaLM, batch: int):
+        self.layers = [block.mixer.init_state(batch) for block in model.blocks]
+        self.batch, self.capacity = batch, model.config.l_max
+
+    @property
+    def t(self) -> int:
+        """Positions filled so far (prompt plus decoded tokens)."""
+        return self.layers[0].t if self.layers else 0
+
+    @property
+    def full(self) -> bool:
+        """True once l_max positions are filled: a new state must be prefilled to go on."""
+        return self.t >= self.capacity
 
 
 class HyenaLM(Module):
@@ -128,7 +151,7 @@ class HyenaLM(Module):
 
     def check_ids(self, ids) -> Tensor:
         """Validate token ids (B, L): integers, 2-D, L <= l_max (their range is checked by the embedding)."""
-        ids = ids if isinstance(ids, Tensor) else Tensor(ids, backend=self.backend)
+        ids = ids if isinstance(ids, Tensor) else Tensor(ids, backend=self.wte.weight.backend)  # not self.backend: that walks every parameter
         if ids.ndim != 2:
             raise ValueError(f"token ids must be 2-D (batch, length), got shape {ids.shape}")
         if not np.issubdtype(ids.dtype, np.integer):
@@ -136,15 +159,56 @@ class HyenaLM(Module):
         check_length(ids.shape[1], self.config.l_max)
         return ids
 
-    def forward(self, ids) -> Tensor:
+    def forward(self, ids, state: LMState | None = None, last_only: bool = False) -> Tensor:
+        """Logits (B, L, V) of token ids (B, L); ``last_only``: the head for the last position only,
+        (B, 1, V). With a fresh ``state`` this is the prefill of cached decoding (see :meth:`step`)."""
         ids = self.check_ids(ids)
+        if state is not None and state.batch != ids.shape[0]:
+            raise ValueError(f"HyenaLM: the decoding state holds batch {state.batch}, the ids have batch {ids.shape[0]}")
         x = self.wte(ids)  # (B, L, D)
         if self.wpe is not None:
             x = x + self.wpe.weight[: ids.shape[1]]  # + (L, D)
-        for block in self.blocks:
-            x = block(x)
+        for i, block in enumerate(self.blocks):
+            x = block(x, state.layers[i] if state is not None else None)
+        if last_only:
+            x = x[:, -1:]  # (B, L, D) -> (B, 1, D)
         x = self.ln_f(x)
         return F.linear(x, self.wte.weight)  # tied head: (B, L, D) -> (B, L, V)
+
+    def init_state(self, batch: int = 1) -> LMState:
+        """A fresh decoding state for ``batch`` sequences: fill it with :meth:`prefill`, then :meth:`step`.
+
+        Decoding is inference: call ``model.eval()`` first when the model has dropout."""
+        if self.training and self.config.dropout > 0:
+            raise ValueError("HyenaLM: cached decoding runs without dropout; call model.eval() first")
+        return LMState(self, batch)
+
+    def prefill(self, ids, state: LMState) -> Tensor:
+        """Run the prompt ids (B, L) once, O(L log L) per Hyena layer, filling ``state``;
+        returns the logits of the last position, (B, V)."""
+        return self.forward(ids, state, last_only=True)[:, 0]  # (B, 1, V) -> (B, V)
+
+    def step(self, ids, state: LMState) -> Tensor:
+        """Decode one token per sequence, ids (B,) at position t = ``state.t``: logits (B, V), equal to
+        ``forward`` of the whole sequence at position t, in O(N D t) per Hyena layer instead of a re-run."""
+        ids = ids if isinstance(ids, Tensor) else Tensor(ids, backend=self.wte.weight.backend)  # not self.backend: that walks every parameter
+        if ids.ndim != 1:
+            raise ValueError(f"step takes one token id per sequence, shape (batch,), got shape {ids.shape}")
+        if not np.issubdtype(ids.dtype, np.integer):
+            raise TypeError(f"token ids must be integers, got dtype {ids.dtype}")
+        if state.batch != ids.shape[0]:
+            raise ValueError(f"HyenaLM: the decoding state holds batch {state.batch}, the ids have batch {ids.shape[0]}")
+        if state.full:
+            raise ValueError(
+                f"HyenaLM: the decoding state is full ({state.capacity} positions = l_max); start a new state "
+                "and prefill it with the most recent tokens (generate() does this)"
+            )
+        x = self.wte(ids)  # (B, D)
+        if self.wpe is not None:
+            x = x + self.wpe.weight[state.t]  # + (D,)
+        for block, layer in zip(self.blocks, state.layers):
+            x = block.step(x, layer)  # (B, D)
+        return F.linear(self.ln_f(x), self.wte.weight)  # (B, D) -> (B, V)
 
     def loss(self, ids, targets, ignore_index: int = -100) -> Tensor:
         """Mean next-token cross-entropy (nats) of ``forward(ids)`` against ``targets`` (B, L)."""
