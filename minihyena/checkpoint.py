@@ -63,11 +63,20 @@ def load_checkpoint(path) -> tuple[dict[str, np.ndarray], dict]:
         raise _corrupt(path, exc) from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise CheckpointError(f"{path} is not a minihyena checkpoint (a single .npy array, not an .npz archive)")
-    try:
-        with archive:
-            arrays = {k: archive[k] for k in archive.files}
-    except unreadable as exc:
-        raise _corrupt(path, exc) from None
+    arrays = {}
+    with archive:
+        for key in archive.files:
+            try:
+                arrays[key] = archive[key]
+            except ValueError as exc:
+                if "allow_pickle" not in str(exc):
+                    raise _corrupt(path, exc) from None
+                raise CheckpointError(
+                    f"{path} holds a pickled Python object ({key!r}); minihyena refuses pickled objects because "
+                    "loading them could run arbitrary code (a checkpoint holds only numeric arrays)"
+                ) from None
+            except unreadable as exc:
+                raise _corrupt(path, exc) from None
     if _META not in arrays:
         raise CheckpointError(f"{path} is not a minihyena checkpoint (no {_META} header)")
     try:

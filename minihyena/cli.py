@@ -80,6 +80,7 @@ def _train(args) -> int:
 def _sample(args) -> int:
     from .checkpoint import load_model
     from .generate import check_sampling, generate, refill_length
+    from .messages import plural
     from .progress import Progress
 
     check_sampling(args.max_new_tokens, args.temperature, args.top_k)
@@ -90,8 +91,8 @@ def _sample(args) -> int:
     if len(ids) + args.max_new_tokens > l_max:
         window = (f"the last {l_max} characters" if args.no_cache else
                   f"the most recent {refill_length(l_max)} to {l_max} characters (the cache is refilled as it fills up)")
-        print(f"minihyena: note: prompt + {args.max_new_tokens} new characters is more than the model's l_max = "
-              f"{l_max}; each new character is predicted from {window}", file=sys.stderr)
+        print(f"minihyena: note: the prompt and {plural(args.max_new_tokens, 'new character')} are more than the "
+              f"model's l_max = {l_max}; each new character is predicted from {window}", file=sys.stderr)
     if len(ids) > l_max:
         ids = ids[-l_max:]
     # Stream the text as it is drawn; when stdout is not a terminal, show progress on stderr instead.

@@ -185,3 +185,78 @@ def test_ctrl_c_saves_and_exits_cleanly(trained, tmp_path):
     assert "interrupted at step" in stdout and "checkpoint saved" in stdout
     step = load_checkpoint(ckpt)[1]["train_state"]["step"]
     assert step > 0 and f"interrupted at step {step}:" in stdout
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_then_resume_continues_the_same_loss_curve(trained, tmp_path):
+    """A real SIGINT in the middle of a run, then ``--resume``: the losses are those of a run never stopped."""
+    root, _, _ = trained
+    shutil.copy(root / "my.txt", tmp_path / "my.txt")
+    args = [a if a != "4" else "30" for a in SMALL]  # --max-iters 30, a checkpoint every 2 steps
+    whole = cli("train", "--data", "my.txt", "--out", "whole", *args, "--sample-tokens", "0", cwd=tmp_path)
+    assert whole.returncode == 0, whole.stderr
+    proc = subprocess.Popen([sys.executable, "-m", "minihyena", "train", "--data", "my.txt", "--out", "split", *args,
+                             "--sample-tokens", "0"], cwd=tmp_path, env=env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    ckpt = tmp_path / "split" / "ckpt.npz"
+    deadline = time.monotonic() + 60
+    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip("the run finished before the signal arrived")
+    assert proc.returncode == 130 and "Traceback" not in stderr, (stdout, stderr)
+    stopped = load_checkpoint(ckpt)[1]["train_state"]["step"]
+    assert 0 < stopped < 30
+    resumed = cli("train", "--resume", "--out", "split", "--sample-tokens", "0", "--no-progress", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    history = load_checkpoint(ckpt)[1]["train_state"]["history"]
+    expected = load_checkpoint(tmp_path / "whole" / "ckpt.npz")[1]["train_state"]["history"]
+    assert len(history) == 30 and history == expected  # every train and validation loss, bit for bit
+
+
+KILL_MID_SAVE = r"""
+import sys, numpy as np
+from minihyena.checkpoint import save_checkpoint
+path = sys.argv[1]
+save_checkpoint(path, {"model.w": np.arange(10.0)}, {"tag": "first"})
+print("first saved", flush=True)
+big = {f"model.w{i}": np.full(4_000_000, float(i)) for i in range(8)}  # 256 MB: each save takes a while
+while True:
+    save_checkpoint(path, big, {"tag": "second"})
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_kill_9_during_a_checkpoint_write_keeps_a_loadable_checkpoint(tmp_path):
+    path = tmp_path / "ckpt.npz"
+    proc = subprocess.Popen([sys.executable, "-c", KILL_MID_SAVE, str(path)], env=env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "first saved", proc.stderr.read()
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob("ckpt.npz.*.tmp")) and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert list(tmp_path.glob("ckpt.npz.*.tmp")), "the second save never started"
+    proc.send_signal(signal.SIGKILL)  # in the middle of writing the temporary file
+    proc.wait(timeout=30)
+    arrays, meta = load_checkpoint(path)  # no CheckpointError: the file at `path` is a whole checkpoint
+    if meta["tag"] == "first":
+        np.testing.assert_array_equal(arrays["model.w"], np.arange(10.0))
+    else:  # a save that completed before the kill: all of it
+        assert sorted(arrays) == [f"model.w{i}" for i in range(8)]
+        assert all((arrays[f"model.w{i}"] == i).all() for i in range(8))
+
+
+def test_a_checkpoint_with_a_pickled_object_is_refused_as_such(tmp_path):
+    path = tmp_path / "ckpt.npz"
+    np.savez(path, **{"model.w": np.zeros(3), "payload": np.array([{"a": 1}], dtype=object)})  # pickles the dict
+    proc = cli("sample", "--checkpoint", path, "--max-new-tokens", "3", cwd=tmp_path)
+    assert_clean_error(proc, "pickled Python object ('payload')", "could run arbitrary code")
+    assert "corrupt" not in proc.stderr
+
+
+def test_too_short_text_is_counted_in_words_that_agree(tmp_path):
+    (tmp_path / "one.txt").write_text("a", encoding="utf-8")
+    proc = cli("train", "--data", "one.txt", "--out", "run", *SMALL, cwd=tmp_path)
+    assert_clean_error(proc, "1 character,")

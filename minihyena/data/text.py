@@ -15,6 +15,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from ..messages import plural
+
 __all__ = [
     "CharTokenizer",
     "TextDataset",
@@ -166,7 +168,7 @@ def load_text(path: str | os.PathLike, *, min_chars: int = 2) -> str:
         raise ValueError(f"{path} is empty (it has no text besides whitespace)")
     if len(text) < min_chars:
         raise ValueError(
-            f"{path} is too short: {len(text)} characters, at least {min_chars} needed"
+            f"{path} is too short: {plural(len(text), 'character')}, at least {min_chars} needed"
         )
     return text
 
@@ -259,7 +261,7 @@ class TextDataset:
             )
         if len(data) < seq_len + 1:
             raise ValueError(
-                f"the {_SPLITS[split]} split has {len(data)} tokens, too few for "
+                f"the {_SPLITS[split]} split has {plural(len(data), 'token')}, too few for "
                 f"seq_len={seq_len} (it needs at least seq_len + 1 = {seq_len + 1}); "
                 f"use a shorter seq_len or more text"
             )

@@ -11,7 +11,7 @@ from .. import functional as F
 from ..autograd import Tensor, no_grad
 from .decoding import DecodeState
 from .filters import ExplicitFilter, HyenaFilter
-from .layers import Dropout, Linear, ShortConv, _rng, check_length
+from .layers import Dropout, Linear, ShortConv, _rng, check_input
 from .module import Module
 
 
@@ -105,8 +105,8 @@ class HyenaOperator(Module):
     def forward(self, u: Tensor, state: HyenaState | None = None) -> Tensor:
         """(B, L, D) -> (B, L, D). With a fresh ``state`` this is the prefill: the same pass, O(L log L),
         also keeping what :meth:`step` needs for position L onwards."""
+        check_input("HyenaOperator", u, self.d_model, self.l_max, self.in_proj.weight.dtype)
         B, L, D = u.shape
-        check_length(L, self.l_max)
         if state is not None:
             state.begin_prefill(B, L)
         z = self.in_proj(u).transpose(0, 2, 1)  # (B, L, (N+1)D) -> (B, (N+1)D, L)
@@ -135,6 +135,7 @@ class HyenaOperator(Module):
         """Decode one position t = ``state.t``: u (B, D) -> y (B, D), equal to ``forward`` at position t
         of the whole sequence. Cost O(N D^2) for the projections plus O(N D t) for the long convolutions
         (a direct sum over the cached history: no FFT for a single output)."""
+        check_input("HyenaOperator.step", u, self.d_model, self.l_max, self.in_proj.weight.dtype, one_position=True)
         t = state.begin_step(u.shape[0])
         z = self.short_filter.step(self.in_proj(u).data, state.tail)  # (B, D) -> (B, (N+1)D)
         if not self.gating:

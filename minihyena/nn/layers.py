@@ -16,6 +16,31 @@ def check_length(L: int, l_max: int) -> None:
         raise ValueError(f"sequence length {L} is longer than the model's l_max = {l_max}")
 
 
+def check_input(owner: str, u, d_model: int, l_max: int, dtype, one_position: bool = False) -> None:
+    """Refuse what a mixer cannot use, naming it: not a Tensor, not (B, L, d_model) (or (B, d_model) for
+    ``one_position``, a decoding step), L > l_max, a float dtype other than the layer's (no silent
+    promotion), or NaN / inf values in a tensor handed in from outside (a leaf; activations computed
+    inside a model are not scanned: a diverging run is caught by the trainer's loss check)."""
+    want = f"(batch, {d_model})" if one_position else f"(batch, length, {d_model})"
+    if not isinstance(u, Tensor):
+        raise TypeError(f"{owner}: expected a Tensor of shape {want}, got {type(u).__name__}")
+    if u.ndim != (2 if one_position else 3) or u.shape[-1] != d_model:
+        raise ValueError(f"{owner}: input must have shape {want}, got {u.shape}")
+    if not one_position:
+        check_length(u.shape[1], l_max)
+    if u.dtype != dtype:
+        raise TypeError(
+            f"{owner}: input has dtype {u.dtype} but the layer's parameters are {np.dtype(dtype)}; cast the input "
+            f"(Tensor(x, dtype=...)) or the layer (.to(dtype=...))"
+        )
+    if not u.is_leaf:
+        return
+    finite = u.backend.xp.isfinite(u.data)
+    if not bool(finite.all()):
+        bad = int(finite.size - finite.sum())
+        raise ValueError(f"{owner}: input has {bad:,} non-finite value{'s' if bad != 1 else ''} (NaN or inf) in shape {u.shape}")
+
+
 def _rng(rng) -> np.random.Generator:
     return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
 
