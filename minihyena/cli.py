@@ -1,4 +1,5 @@
-"""Command line: ``minihyena train | sample | demo`` (also ``python -m minihyena ...``).
+"""Command line: ``minihyena train | sample | recall | demo | import-weights | export-weights``
+(also ``python -m minihyena ...``).
 
 Errors the user can fix (a bad path, a corrupt checkpoint, an unknown backend, a prompt with
 unknown characters) print one line and exit with status 2; Ctrl-C exits with status 130 (training
@@ -215,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--length", type=int, default=64)
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(func=_demo)
+
+    from .interop.commands import add_commands
+
+    add_commands(sub)  # import-weights, export-weights: the reference PyTorch code's weights
     return p
 
 

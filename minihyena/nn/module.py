@@ -89,15 +89,25 @@ class Module:
         """Parameter values as NumPy arrays, keyed by dotted name."""
         return {name: p.numpy().copy() for name, p in self.named_parameters()}
 
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, Tensor]]:
+        """``(dotted.name, buffer)`` for this module's buffers, then each child's (recursively)."""
+        for name in self._buffers:
+            yield prefix + name, getattr(self, name)
+        for name, child in self.named_children():
+            yield from child.named_buffers(prefix + name + ".")
+
     def load_state_dict(self, state: dict, strict: bool = True) -> None:
-        """Copy values into the parameters (keeping each parameter's backend and dtype)."""
+        """Copy values into the parameters (keeping each parameter's backend and dtype). A key naming a
+        buffer sets that buffer (a value that differs from the rebuilt one, e.g. imported)."""
         own = dict(self.named_parameters())
+        buffers = dict(self.named_buffers())
         missing = [k for k in own if k not in state]
-        unexpected = [k for k in state if k not in own]
+        unexpected = [k for k in state if k not in own and k not in buffers]
         if strict and (missing or unexpected):
             raise ValueError(f"load_state_dict: missing parameters {missing[:5]}, unexpected {unexpected[:5]}")
+        targets = {**own, **{k: b for k, b in buffers.items() if k in state}}
         values = {}
-        for name, p in own.items():  # check everything before changing anything
+        for name, p in targets.items():  # check everything before changing anything
             if name not in state:
                 continue
             value = np.asarray(state[name])
@@ -105,7 +115,7 @@ class Module:
                 raise ValueError(f"load_state_dict: {name} has shape {value.shape} in the state but {p.shape} in the model")
             values[name] = value
         for name, value in values.items():
-            p = own[name]
+            p = targets[name]
             p.data = p.backend.asarray(np.array(value, dtype=p.dtype))  # a copy: the state stays the caller's
             p.grad = None
 

@@ -1,0 +1,96 @@
+"""``minihyena import-weights`` and ``minihyena export-weights`` (added to the CLI by :func:`add_commands`).
+
+Handlers raise ValueError / CheckpointError / OSError subclasses for the user's errors; the CLI's
+``main`` prints them as one line and exits with status 2.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from .layout import SOURCES
+
+
+def _warn(message) -> None:
+    print(f"minihyena: warning: {message}", file=sys.stderr)
+
+
+def _tokenizer(args, found):
+    from ..checkpoint import load_checkpoint
+    from ..data.text import CharTokenizer, load_text
+    from .layout import WeightsError
+
+    if args.chars_from:
+        return CharTokenizer.from_text(load_text(args.chars_from))
+    if args.tokenizer_from:
+        _, meta = load_checkpoint(args.tokenizer_from)
+        return CharTokenizer.from_dict(meta.get("tokenizer"))
+    if found is None:
+        raise WeightsError(f"{args.file} carries no tokenizer: give --chars-from TEXT (the text whose characters "
+                           "the model was trained on) or --tokenizer-from CHECKPOINT")
+    return found
+
+
+def _import(args) -> int:
+    from ..nn.model import HyenaLM
+    from .files import buffer_overrides, read_reference, save_model_checkpoint
+    from .layout import WeightsError, compact
+
+    model, found = read_reference(args.file, args.config, source=args.source, dtype=args.dtype, warn=_warn)
+    if not isinstance(model, HyenaLM):
+        raise WeightsError(f"{args.file} holds one HyenaOperator, not a language model; a minihyena checkpoint holds "
+                           "an LM. Load the operator in Python: minihyena.interop.import_weights(path)")
+    tokenizer = _tokenizer(args, found)
+    carried = buffer_overrides(model)
+    out = args.out or Path(args.file).with_suffix(".npz")
+    path = save_model_checkpoint(model, tokenizer, out, meta={"imported_from": str(args.file)})
+    c = model.config
+    print(f"imported {args.file}: Hyena LM, {c.n_layer} layers, d_model {c.d_model}, order {c.order}, l_max {c.l_max}, "
+          f"vocab {c.vocab_size}, {model.num_parameters():,} parameters ({c.dtype}) -> {path}")
+    if carried:
+        print(f"kept {len(carried)} buffers that differ from the ones minihyena rebuilds, saved with the weights: "
+              f"{compact(carried)}")
+    print(f"sample with: minihyena sample --checkpoint {path}")
+    return 0
+
+
+def _export(args) -> int:
+    from .convert import reference_config
+    from .files import export_weights, load_model_checkpoint
+
+    model, tokenizer, _ = load_model_checkpoint(args.checkpoint)
+    path = export_weights(model, args.out, dedupe=args.dedupe, tokenizer=tokenizer)
+    print(f"wrote {path}: the state_dict of safari's ConvLMHeadModel(**config), config = "
+          f"{json.dumps(reference_config(model))}")
+    print(f"load it with: model.load_state_dict(safetensors.torch.load_file('{path.name}'))" if not args.dedupe
+          else f"load it with: safetensors.torch.load_model(model, '{path.name}')")
+    return 0
+
+
+def add_commands(subparsers) -> None:
+    """Add ``import-weights`` and ``export-weights`` to the CLI's subparsers."""
+    i = subparsers.add_parser(
+        "import-weights", help="read a reference (PyTorch) Hyena LM's .safetensors weights into a minihyena checkpoint",
+        description="Map the state_dict of safari's Hyena LM (ConvLMHeadModel), saved as .safetensors, onto a "
+        "minihyena checkpoint, exactly. PyTorch .pt files are refused with the command that converts them.",
+    )
+    i.add_argument("file", help="the .safetensors file")
+    i.add_argument("--config", help="the reference model's settings, checked against the weights: a JSON or YAML "
+                   "file (the Hydra 'model' section) or inline JSON")
+    i.add_argument("--source", choices=SOURCES, default=None,
+                   help="the code that wrote the file (filter channel layout, order >= 3); default: safari for an LM")
+    i.add_argument("--dtype", choices=["float32", "float64"], default=None, help="default: float64 if the file is, else float32")
+    i.add_argument("--chars-from", help="a UTF-8 text whose sorted characters are the vocabulary (if the file has no tokenizer)")
+    i.add_argument("--tokenizer-from", help="use the tokenizer of this minihyena checkpoint")
+    i.add_argument("--out", help="checkpoint file or folder to write (default: FILE with the suffix .npz)")
+    i.set_defaults(func=_import)
+
+    e = subparsers.add_parser(
+        "export-weights", help="write a minihyena checkpoint as the reference Hyena LM's state_dict (.safetensors)",
+        description="Write the weights of a minihyena checkpoint under the names and layouts of safari's Hyena LM.",
+    )
+    e.add_argument("checkpoint", help="checkpoint file or its folder")
+    e.add_argument("out", help="the .safetensors file to write")
+    e.add_argument("--dedupe", action="store_true", help="one name per shared tensor (for safetensors.torch.load_model)")
+    e.set_defaults(func=_export)

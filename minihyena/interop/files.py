@@ -1,0 +1,250 @@
+"""Files: safetensors in and out (no pickle), PyTorch pickles refused, reference configs, and
+minihyena checkpoints that keep the buffers an import set.
+
+Buffers (positional features ``z``, times ``t``, decay rates ``deltas``) are rebuilt from the
+configuration and are not part of ``Module.state_dict``. A model whose buffers hold other values
+(imported from a reference that trained ``z``, say) is saved by :func:`save_model_checkpoint` with
+those buffers in the ``model.`` section under their dotted names, and read back by
+:func:`load_model_checkpoint`. A loader that only knows parameters refuses such a file (an
+unexpected key) rather than dropping the values.
+"""
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint, section
+from .convert import named_buffers, set_buffers
+from .layout import WeightsError
+
+_PICKLE_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle"}
+
+
+def _safetensors():
+    try:
+        import safetensors.numpy
+        from safetensors import SafetensorError, safe_open
+    except ImportError:
+        raise WeightsError("reading and writing .safetensors files needs the safetensors package: "
+                           "pip install 'minihyena[safetensors]'") from None
+    return safetensors.numpy, safe_open, SafetensorError
+
+
+def convert_command(path) -> str:
+    """The command that turns a PyTorch file into safetensors (run where torch is installed)."""
+    path = Path(path)
+    out = path.with_suffix(".safetensors").name
+    return (
+        f"python -c \"import torch; from safetensors.torch import save_file; "
+        f"sd = torch.load('{path.name}', map_location='cpu', weights_only=True); sd = sd.get('state_dict', sd); "
+        f"save_file({{k: v.detach().clone().contiguous() for k, v in sd.items()}}, '{out}')\" "
+        f"(or, from the live model, safetensors.torch.save_model(model, '{out}'); a plain "
+        f"save_file(model.state_dict(), ...) stops at the Sin frequency the filter network shares)"
+    )
+
+
+def _pickle_kind(path: Path, head: bytes) -> str | None:
+    if head[:4] == b"PK\x03\x04":
+        return "a zip archive, the format of torch.save"
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return "a Python pickle"
+    if path.suffix.lower() in _PICKLE_SUFFIXES:
+        return f"a {path.suffix} file"
+    return None
+
+
+def _header(path: Path) -> tuple[dict, int]:
+    """The JSON header of a safetensors file and where its data starts."""
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        if n > path.stat().st_size:
+            raise WeightsError(f"{path} is not a readable safetensors file (truncated header)")
+        try:
+            return json.loads(f.read(n)), 8 + n
+        except ValueError:
+            raise WeightsError(f"{path} is not a readable safetensors file (corrupt header)") from None
+
+
+def _read_bf16(path: Path, info: dict, start: int) -> np.ndarray:
+    """A bfloat16 tensor as float32, exactly (bfloat16 is the upper half of a float32)."""
+    begin, end = info["data_offsets"]
+    with open(path, "rb") as f:
+        f.seek(start + begin)
+        raw = f.read(end - begin)
+    bits = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
+    return bits.view(np.float32).reshape(info["shape"])
+
+
+def read_safetensors(path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """``(arrays, metadata)`` of a .safetensors file. PyTorch pickles are refused, never opened with pickle."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    with open(path, "rb") as f:
+        head = f.read(16)
+    kind = _pickle_kind(path, head)
+    if kind:
+        raise WeightsError(f"{path} is {kind}, not safetensors; minihyena never unpickles (loading a pickle can run "
+                           f"code). Convert it: {convert_command(path)}")
+    if len(head) < 9 or head[8:9] != b"{":
+        raise WeightsError(f"{path} is not a safetensors file (no JSON header)")
+    _, safe_open, SafetensorError = _safetensors()
+    header, start = _header(path)
+    try:
+        with safe_open(str(path), framework="np") as f:
+            metadata = dict(f.metadata() or {})
+            arrays = {name: _read_bf16(path, header[name], start) if header[name]["dtype"] == "BF16" else f.get_tensor(name)
+                      for name in f.keys()}
+    except (SafetensorError, TypeError, KeyError, ValueError) as exc:
+        raise WeightsError(f"{path} is not a readable safetensors file: {' '.join(str(exc).split())}") from None
+    return arrays, metadata
+
+
+def write_safetensors(arrays: dict, path, metadata: dict[str, str] | None = None) -> Path:
+    """Write arrays (and text metadata) to ``path`` atomically: a temporary file renamed into place."""
+    st, _, _ = _safetensors()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        st.save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_config(spec) -> dict | None:
+    """A reference model config: a JSON or YAML file, or inline JSON (``'{"layer": {...}}'``)."""
+    if spec is None or isinstance(spec, dict):
+        return spec
+    text, where = str(spec), "the inline config"
+    if not text.lstrip().startswith("{"):
+        where = text
+        text = Path(spec).read_text(encoding="utf-8")  # FileNotFoundError: a one-line message in the CLI
+    try:
+        if where.endswith((".yaml", ".yml")):
+            try:
+                import yaml
+            except ImportError:
+                raise WeightsError(f"reading {where} needs PyYAML (pip install pyyaml); or give the config as JSON") from None
+            config = yaml.safe_load(text)
+        else:
+            config = json.loads(text)
+    except (ValueError, ImportError) as exc:
+        raise WeightsError(f"{where} is not a readable config: {' '.join(str(exc).split())}") from None
+    if not isinstance(config, dict):
+        raise WeightsError(f"{where} must hold a mapping of settings, got {type(config).__name__}")
+    return config
+
+
+# ---------------------------------------------------------------------------------------- checkpoints
+def buffer_overrides(model) -> dict[str, np.ndarray]:
+    """The buffers of a HyenaLM whose values differ (bit for bit) from what its configuration rebuilds."""
+    from ..nn.model import HyenaLM
+
+    fresh = dict(named_buffers(HyenaLM(model.config)))
+    return {name: t.numpy() for name, t in named_buffers(model) if not np.array_equal(t.numpy(), fresh[name].numpy())}
+
+
+def _checkpoint_path(path) -> Path:
+    """A folder (existing, or named with a trailing slash) means its ``ckpt.npz``, as for ``sample``."""
+    folder = Path(path).is_dir() or str(path).endswith(("/", os.sep))
+    return Path(path) / "ckpt.npz" if folder else Path(path)
+
+
+def save_model_checkpoint(model, tokenizer, path, meta: dict | None = None) -> Path:
+    """Save a HyenaLM and its tokenizer as a minihyena checkpoint (``minihyena sample`` reads it), with
+    the buffers that differ from the rebuilt ones in the ``model.`` section (their names under ``"buffers"``)."""
+    if model.config.vocab_size != tokenizer.vocab_size:
+        raise WeightsError(f"the model has {model.config.vocab_size} token embeddings but the tokenizer "
+                           f"{tokenizer.vocab_size} characters: they must be the same")
+    carried = buffer_overrides(model)
+    arrays = {"model." + k: v for k, v in {**model.state_dict(), **carried}.items()}
+    header = {"model_config": model.config.to_dict(), "tokenizer": tokenizer.to_dict(), **(meta or {}), "buffers": sorted(carried)}
+    return save_checkpoint(_checkpoint_path(path), arrays, header)
+
+
+def load_model_checkpoint(path, backend=None):
+    """``(model, tokenizer, meta)`` from a minihyena checkpoint, restoring carried buffers too."""
+    from ..data.text import CharTokenizer
+    from ..nn.model import HyenaConfig, HyenaLM
+
+    arrays, meta = load_checkpoint(path)
+    try:
+        model = HyenaLM(HyenaConfig.from_dict(meta["model_config"]))
+        tokenizer = CharTokenizer.from_dict(meta["tokenizer"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path} has an unusable header: {exc}") from None
+    state = section(arrays, "model")
+    names = {n for n, _ in named_buffers(model)}
+    buffers = {k: state.pop(k) for k in list(state) if k in names}
+    try:
+        model.load_state_dict(state)
+        set_buffers(model, buffers)
+    except ValueError as exc:
+        raise CheckpointError(f"{path} does not match its own configuration: {exc}") from None
+    if backend is not None:
+        model.to(backend)
+    return model, tokenizer, meta
+
+
+# ---------------------------------------------------------------------------------------- whole files
+def _json_meta(metadata: dict, key: str, path):
+    if key not in metadata:
+        return None
+    try:
+        return json.loads(metadata[key])
+    except ValueError:
+        raise WeightsError(f"{path}: metadata {key} is not valid JSON") from None
+
+
+def read_reference(path, config=None, *, source=None, dtype=None, warn=None):
+    """``(model, tokenizer or None)`` from a .safetensors file; see :func:`import_weights`."""
+    import warnings
+
+    from ..data.text import CharTokenizer
+    from .convert import load_reference_state_dict
+
+    arrays, metadata = read_safetensors(path)
+    project = _json_meta(metadata, "minihyena.model_config", path)
+    tok = _json_meta(metadata, "minihyena.tokenizer", path)
+    model = load_reference_state_dict(arrays, read_config(config), source=source or metadata.get("minihyena.source"),
+                                      dtype=dtype, project_config=project, warn=warn or warnings.warn)
+    return model, CharTokenizer.from_dict(tok) if tok else None
+
+
+def import_weights(path, config=None, *, source=None, dtype=None):
+    """A minihyena HyenaLM or HyenaOperator from a reference .safetensors file, exactly.
+
+    ``config``: the reference model's settings (a dict, a JSON or YAML file, or inline JSON), checked
+    against the weights; ``source``: ``"standalone"`` or ``"safari"`` (defaults: the file's own record,
+    else safari for an LM and standalone for an operator). See :func:`load_reference_state_dict`."""
+    return read_reference(path, config, source=source, dtype=dtype)[0]
+
+
+def export_weights(model, path, *, source=None, dedupe: bool = False, tokenizer=None) -> Path:
+    """Write a HyenaLM or HyenaOperator as the reference's state_dict to a .safetensors file.
+
+    The metadata records the reference constructor settings (``minihyena.reference_config``) and, for an
+    LM, the minihyena configuration and tokenizer, so that importing the file gives the model back exactly."""
+    from ..nn.model import HyenaLM
+    from .convert import reference_config, reference_state_dict, shared_names
+
+    source = source or ("safari" if isinstance(model, HyenaLM) else "standalone")
+    arrays = reference_state_dict(model, source=source, dedupe=dedupe)
+    meta = {"format": "pt", "minihyena.source": source, "minihyena.reference_config": json.dumps(reference_config(model))}
+    if isinstance(model, HyenaLM):
+        meta["minihyena.model_config"] = json.dumps(model.config.to_dict())
+    if tokenizer is not None:
+        meta["minihyena.tokenizer"] = json.dumps(tokenizer.to_dict())
+    if dedupe:
+        meta.update(shared_names(model))
+    return write_safetensors(arrays, path, meta)
