@@ -18,11 +18,11 @@ _TRAIN_FLAGS = {
     "out": ("--out", str, "folder for the checkpoint and history (default: out)"),
     "max_iters": ("--max-iters", int, "total optimiser steps"),
     "seq_len": ("--seq-len", int, "characters per training window"),
-    "batch_size": ("--batch-size", int, "windows per step"),
-    "lr": ("--lr", float, "peak learning rate"),
-    "min_lr": ("--min-lr", float, "final learning rate of the cosine schedule"),
+    "batch_size": ("--batch-size", int, "windows per step and process (global batch: processes x this)"),
+    "lr": ("--lr", float, "peak learning rate (> 0)"),
+    "min_lr": ("--min-lr", float, "final learning rate of the cosine schedule (>= 0)"),
     "warmup_iters": ("--warmup-iters", int, "linear warm-up steps"),
-    "weight_decay": ("--weight-decay", float, "decoupled weight decay of matrices and embeddings"),
+    "weight_decay": ("--weight-decay", float, "decoupled weight decay of matrices and embeddings (>= 0)"),
     "grad_clip": ("--grad-clip", float, "global gradient-norm clip (0: off)"),
     "eval_interval": ("--eval-interval", int, "validate and save every this many steps"),
     "eval_iters": ("--eval-iters", int, "validation batches per evaluation"),
@@ -36,7 +36,7 @@ _MODEL_FLAGS = {
     "filter_order": ("--filter-order", int, "width of the implicit filter network"),
     "filter_w": ("--filter-w", float, "initial frequency of the filter network's sine"),
     "mlp_ratio": ("--mlp-ratio", int, "MLP hidden width / model width"),
-    "dropout": ("--dropout", float, "dropout probability"),
+    "dropout": ("--dropout", float, "dropout probability, in [0, 1)"),
 }
 
 
@@ -47,27 +47,36 @@ def _default_prompt(tokenizer) -> str:
 
 def _train(args) -> int:
     from .checkpoint import load_checkpoint
+    from .distributed import stop_on_error, world
     from .generate import generate
     from .nn.model import HyenaConfig
-    from .train import TrainConfig, Trainer
+    from .train import TrainConfig, Trainer, check_settings
 
     given = {k: getattr(args, k) for k in _TRAIN_FLAGS if getattr(args, k) is not None}
     model_given = {k: getattr(args, k) for k in _MODEL_FLAGS if getattr(args, k) is not None}
-    if args.resume:
-        out = given.get("out", TrainConfig.out)
-        _, meta = load_checkpoint(os.path.join(out, "ckpt.npz"))
-        if model_given:
-            raise ValueError(f"--resume keeps the saved model; drop {', '.join(_MODEL_FLAGS[k][0] for k in model_given)}")
-        saved = {k: v for k, v in meta.get("train_config", {}).items() if k in {f.name for f in dataclasses.fields(TrainConfig)}}
-        cfg = TrainConfig(**{**saved, **given})
-        trainer = Trainer(cfg, resume=True)
-    else:
-        cfg = TrainConfig(**given)
-        trainer = Trainer(cfg, HyenaConfig(**model_given))
-    prompt = trainer.tokenizer.encode(args.prompt or _default_prompt(trainer.tokenizer), name="prompt")  # check it now
-    result = trainer.run(progress=not args.no_progress)
+    comm = None
+    try:
+        check_settings(TrainConfig(**given), HyenaConfig(**model_given))  # bad flags: one line, before anything runs
+        comm = world()  # one process, unless an MPI launcher (mpiexec -n P, srun) started several
+        if args.resume:
+            out = given.get("out", TrainConfig.out)
+            meta = comm.run_on_root(lambda: load_checkpoint(os.path.join(out, "ckpt.npz"))[1])
+            if model_given:
+                raise ValueError(f"--resume keeps the saved model; drop {', '.join(_MODEL_FLAGS[k][0] for k in model_given)}")
+            saved = {k: v for k, v in meta.get("train_config", {}).items() if k in {f.name for f in dataclasses.fields(TrainConfig)}}
+            cfg = TrainConfig(**{**saved, **given})
+            trainer = Trainer(cfg, resume=True, comm=comm)
+        else:
+            cfg = TrainConfig(**given)
+            trainer = Trainer(cfg, HyenaConfig(**model_given), comm=comm)
+        prompt = trainer.tokenizer.encode(args.prompt or _default_prompt(trainer.tokenizer), name="prompt")  # check it now
+        result = trainer.run(progress=not args.no_progress)
+    except Exception as exc:
+        return stop_on_error(comm, exc)  # raises it for main's one-line message, on one rank only
     if result.stopped == "interrupted":
         return 130
+    if comm.rank != 0:
+        return 0
     val = "not measured (no steps left to run)" if result.val_loss is None else f"{result.val_loss:.4f}"
     print(f"finished {result.step} steps in {result.seconds:.0f} s ({result.tokens_per_second:,.0f} tokens/s); "
           f"validation loss {val}; checkpoint {result.checkpoint}")

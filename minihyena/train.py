@@ -1,5 +1,9 @@
 """The training loop: random-window batches, AdamW + cosine schedule, periodic validation, atomic
-checkpoints, exact resume, and clean stops on Ctrl-C or a non-finite loss."""
+checkpoints, exact resume, and clean stops on Ctrl-C or a non-finite loss.
+
+The same loop runs data-parallel on several processes (``mpiexec -n P``): every rank draws its own
+windows, the gradients are averaged over the ranks before clipping, and rank 0 reads the files and
+writes the checkpoints (see :mod:`minihyena.distributed`)."""
 from __future__ import annotations
 
 import dataclasses
@@ -16,6 +20,7 @@ from .autograd import no_grad
 from .backends import get_backend
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, section
 from .data.text import CharTokenizer, TextDataset, load_bundled_corpus, load_text
+from .distributed import limit_threads, world
 from .nn.model import HyenaConfig, HyenaLM
 from .optim import AdamW, clip_grad_norm, cosine_lr, param_groups
 from .progress import Progress
@@ -33,7 +38,7 @@ class TrainConfig:
     out: str = "out"
     max_iters: int = 1500
     seq_len: int = 128
-    batch_size: int = 16
+    batch_size: int = 16  # windows per step and process: the global batch is P x batch_size
     lr: float = 3e-3
     min_lr: float = 3e-4
     warmup_iters: int = 50
@@ -62,6 +67,10 @@ class TrainResult:
     tokens_per_second: float
 
 
+def _quiet(*args, **kwargs) -> None:
+    pass
+
+
 def _rng_states(model) -> list:
     return [m.rng.bit_generator.state for m in model.modules() if hasattr(m, "rng")]
 
@@ -71,30 +80,65 @@ def _set_rng_states(model, states: list) -> None:
         m.rng.bit_generator.state = s
 
 
-def _check_settings(cfg: TrainConfig) -> None:
+def rank_streams(seed: int, rank: int) -> tuple[np.random.Generator, np.random.Generator]:
+    """The (batch, dropout) generators of one rank, from child ``rank`` of ``SeedSequence(seed).spawn(P)``.
+
+    That child is the same for every P > rank, so rank 0 of a data-parallel run draws the windows of a
+    single-process run, and ranks added on resume get streams no rank has used.
+    """
+    child = np.random.SeedSequence(seed).spawn(rank + 1)[rank]
+    return tuple(np.random.default_rng(s) for s in child.spawn(2))
+
+
+def _number(flag: str, value, low: float = 0.0, low_ok: bool = True, high: float | None = None) -> None:
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not (ok and math.isfinite(value) and (value >= low if low_ok else value > low) and (high is None or value < high)):
+        want = f"in [{low:g}, {high:g})" if high is not None else f"{'>=' if low_ok else '>'} {low:g}"
+        raise ValueError(f"{flag} must be a finite number {want}, got {value!r}")
+
+
+def check_settings(cfg: TrainConfig, model_cfg: HyenaConfig | None = None) -> None:
     """Reject settings the loop cannot run with, naming the command-line flag."""
     least = {"max_iters": 1, "seq_len": 1, "batch_size": 1, "eval_interval": 1, "eval_iters": 1, "warmup_iters": 0}
     for name, low in least.items():
         value = getattr(cfg, name)
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise ValueError(f"--{name.replace('_', '-')} must be an integer >= {low}, got {value!r}")
-    if not cfg.grad_clip >= 0:
-        raise ValueError(f"--grad-clip must be >= 0 (0: no clipping), got {cfg.grad_clip}")
+    _number("--lr", cfg.lr, low_ok=False)
+    _number("--min-lr", cfg.min_lr)
+    _number("--weight-decay", cfg.weight_decay)
+    _number("--grad-clip", cfg.grad_clip)  # 0: no clipping
+    if model_cfg is not None:
+        _number("--dropout", model_cfg.dropout, high=1.0)
+
+
+def _read_text(path: str | None) -> str:
+    return load_text(path) if path else load_bundled_corpus()
 
 
 class Trainer:
-    """Holds the model, optimiser, data and the state a checkpoint must capture to resume exactly."""
+    """Holds the model, optimiser, data and the state a checkpoint must capture to resume exactly.
 
-    def __init__(self, cfg: TrainConfig, model_cfg: HyenaConfig | None = None, resume: bool = False, log=print):
-        _check_settings(cfg)
-        self.cfg, self.log = cfg, log
+    ``comm`` is the communicator of a data-parallel run; by default :func:`~minihyena.distributed.world`,
+    which is a single process unless an MPI launcher started several. Rank 0 reads the text and the
+    checkpoint and broadcasts them, every rank draws ``batch_size`` windows per step from its own stream
+    (:func:`rank_streams`), and only rank 0 logs, shows progress and writes files.
+    """
+
+    def __init__(self, cfg: TrainConfig, model_cfg: HyenaConfig | None = None, resume: bool = False, log=print,
+                 comm=None):
+        check_settings(cfg, model_cfg)
+        self.cfg = cfg
+        self.comm = comm = comm or world()
+        self.log = log if comm.rank == 0 else _quiet
         self.out = Path(cfg.out)
         self.ckpt_path = self.out / "ckpt.npz"
         self.backend = get_backend(cfg.backend)
-        text = load_text(cfg.data) if cfg.data else load_bundled_corpus()
+        self.thread_note = limit_threads(comm)  # P ranks on one machine: a share of its cores each
+        text = comm.run_on_root(_read_text, cfg.data)
         meta = None
         if resume:
-            arrays, meta = load_checkpoint(self.ckpt_path)
+            arrays, meta = comm.run_on_root(load_checkpoint, self.ckpt_path)
             try:
                 tokenizer = CharTokenizer.from_dict(meta["tokenizer"])
                 model_cfg = HyenaConfig.from_dict(meta["model_config"])
@@ -113,11 +157,17 @@ class Trainer:
         self.opt = AdamW(
             param_groups(self.model, cfg.weight_decay), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2)
         )
-        self.rng = np.random.default_rng(cfg.seed)
+        self.rng, dropout_rng = rank_streams(cfg.seed, comm.rank)
+        for m in self.model.modules():  # one dropout stream per rank, so ranks drop different units
+            if hasattr(m, "rng"):
+                m.rng = dropout_rng
         self.step = 0
         self.history: list[dict] = []
+        self.saved_ranks: list[dict] = []  # random states of every rank that has trained this run
+        self.saved_batch = (comm.size, cfg.batch_size)  # (processes, windows each) of the run being resumed
         if meta is not None:
             self._restore(arrays, meta)
+        comm.broadcast_parameters(self.model.parameters())  # identical copies, whatever each rank built
 
     # ------------------------------------------------------------------ checkpoint state
     def _restore(self, arrays: dict, meta: dict) -> None:
@@ -126,27 +176,36 @@ class Trainer:
             self.opt.load_state_dict(section(arrays, "optim"))
             state = meta["train_state"]
             self.step = int(state["step"])
-            self.rng.bit_generator.state = state["rng"]
-            _set_rng_states(self.model, state["module_rngs"])
+            # one entry per rank; a checkpoint from before data parallelism has rank 0's only
+            ranks = state.get("ranks") or [{"batches": state["rng"], "dropout": state["module_rngs"]}]
+            if self.comm.rank < len(ranks):  # a rank new to this run keeps its fresh streams
+                self.rng.bit_generator.state = ranks[self.comm.rank]["batches"]
+                _set_rng_states(self.model, ranks[self.comm.rank]["dropout"])
+            self.saved_ranks = ranks
+            self.saved_batch = (int(state.get("world_size", 1)), int(meta["train_config"]["batch_size"]))
             self.history = state.get("history", [])
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{self.ckpt_path} cannot be resumed: {exc}") from None
 
     def save(self) -> Path:
+        """Write the checkpoint on rank 0. Every rank calls it: it gathers the ranks' random states."""
+        ranks = self.comm.gather({"batches": self.rng.bit_generator.state, "dropout": _rng_states(self.model)})
+        return self.comm.run_on_root(self._write_checkpoint, ranks)
+
+    def _write_checkpoint(self, ranks: list[dict]) -> Path:
+        ranks = ranks + self.saved_ranks[len(ranks):]  # keep the streams of ranks this run does not have
         arrays = {"model." + k: v for k, v in self.model.state_dict().items()}
         arrays.update({"optim." + k: v for k, v in self.opt.state_dict().items()})
         meta = {
             "model_config": self.model.config.to_dict(),
             "tokenizer": self.tokenizer.to_dict(),
             "train_config": dataclasses.asdict(self.cfg),
-            "train_state": {
-                "step": self.step,
-                "rng": self.rng.bit_generator.state,
-                "module_rngs": _rng_states(self.model),
-                "history": self.history,
-            },
+            "train_state": {"step": self.step, "world_size": self.comm.size, "ranks": ranks, "history": self.history},
         }
         return save_checkpoint(self.ckpt_path, arrays, meta)
+
+    def _write_history(self) -> None:
+        (self.out / "history.json").write_text(json.dumps(self.history))
 
     def _last_checkpoint(self) -> str:
         return str(self.ckpt_path) if self.ckpt_path.exists() else "(none saved yet)"
@@ -157,12 +216,13 @@ class Trainer:
         return self.backend.asarray(x), self.backend.asarray(y)
 
     def train_step(self) -> float:
-        """One optimiser step; returns the loss (the parameters are untouched if it is not finite)."""
+        """One optimiser step; returns the loss averaged over the ranks (the parameters are untouched if
+        it is not finite). With P ranks this is one step on the global batch of P x batch_size windows."""
         cfg = self.cfg
         self.opt.lr = cosine_lr(self.step, cfg.lr, cfg.warmup_iters, cfg.max_iters, cfg.min_lr)
         x, y = self.batch("train", self.rng)
         loss = self.model.loss(x, y)
-        value = loss.item()
+        value = self.comm.mean(loss.item())  # the same on every rank: all stop together on a NaN
         if not math.isfinite(value):
             raise TrainingError(
                 f"loss became {value} at step {self.step}; stopped without updating. The last good checkpoint "
@@ -170,6 +230,7 @@ class Trainer:
             )
         self.model.zero_grad()
         loss.backward()
+        self.comm.average_gradients(self.model.parameters())  # one allreduce; clip the global batch's gradient
         norm = clip_grad_norm(self.model.parameters(), cfg.grad_clip)
         if not math.isfinite(norm):
             raise TrainingError(
@@ -181,22 +242,36 @@ class Trainer:
         return value
 
     def evaluate(self) -> float:
-        """Mean validation loss over ``eval_iters`` batches, the same batches every time."""
-        rng = np.random.default_rng(self.cfg.seed + 1_000_003)
+        """Mean validation loss over ``eval_iters`` batches: the same batches every time and for any number
+        of ranks (rank r computes every P-th batch from r)."""
+        cfg = self.cfg
+        rng = np.random.default_rng(cfg.seed + 1_000_003)
+        windows = [self.data.get_batch("val", cfg.batch_size, cfg.seq_len, rng) for _ in range(cfg.eval_iters)]
         self.model.eval()
         with no_grad():
-            losses = [self.model.loss(*self.batch("val", rng)).item() for _ in range(self.cfg.eval_iters)]
+            mine = windows[self.comm.rank::self.comm.size]
+            total = sum(self.model.loss(self.backend.asarray(x), self.backend.asarray(y)).item() for x, y in mine)
         self.model.train()
-        return float(np.mean(losses))
+        return self.comm.sum(total) / cfg.eval_iters
 
     # ------------------------------------------------------------------ loop
     def run(self, progress: bool = True) -> TrainResult:
-        cfg = self.cfg
+        cfg, comm = self.cfg, self.comm
+        batch = f"batch {cfg.batch_size} x {cfg.seq_len}"
+        if comm.size > 1:
+            batch = f"{comm.size} processes x batch {cfg.batch_size} x {cfg.seq_len}"
         self.log(
             f"training on backend {self.backend.name!r}: {self.model.num_parameters():,} parameters, "
             f"{len(self.data.train):,} training tokens, vocab {self.tokenizer.vocab_size}, "
-            f"steps {self.step}->{cfg.max_iters}, batch {cfg.batch_size} x {cfg.seq_len}"
+            f"steps {self.step}->{cfg.max_iters}, {batch}"
         )
+        if self.thread_note:
+            self.log(self.thread_note)
+        was, now = self.saved_batch[0] * self.saved_batch[1], comm.size * cfg.batch_size
+        if self.saved_batch[0] != comm.size and was != now:  # resumed on another number of processes
+            keep = f"; --batch-size {was // comm.size} keeps it" if was % comm.size == 0 else ""
+            self.log(f"note: the global batch changes from {was} windows ({self.saved_batch[0]} x {self.saved_batch[1]}) "
+                     f"to {now} ({comm.size} x {cfg.batch_size}){keep}")
         interrupted = []
         old_handler = signal.getsignal(signal.SIGINT)
 
@@ -206,12 +281,13 @@ class Trainer:
             interrupted.append(True)
 
         signal.signal(signal.SIGINT, on_sigint)
-        bar = Progress(cfg.max_iters, start=self.step) if progress else None
+        bar = Progress(cfg.max_iters, start=self.step) if progress and comm.rank == 0 else None
         t0, tokens, loss, val = time.perf_counter(), 0, float("nan"), None
         try:
-            while self.step < cfg.max_iters and not interrupted:
+            # a Ctrl-C on any rank stops all of them after the same step
+            while not (stopped := comm.any(bool(interrupted))) and self.step < cfg.max_iters:
                 loss = self.train_step()
-                tokens += cfg.batch_size * cfg.seq_len
+                tokens += comm.size * cfg.batch_size * cfg.seq_len
                 self.history.append({"step": self.step, "loss": loss})
                 if bar:
                     rate = tokens / max(time.perf_counter() - t0, 1e-9)
@@ -231,10 +307,9 @@ class Trainer:
             if bar:
                 bar.close()
         seconds = time.perf_counter() - t0
-        stopped = "done"
-        if interrupted:
+        if stopped:
             self.save()
-            stopped = "interrupted"
             self.log(f"interrupted at step {self.step}: checkpoint saved to {self.ckpt_path}; continue with --resume")
-        (self.out / "history.json").write_text(json.dumps(self.history))
-        return TrainResult(self.step, loss, val, self.ckpt_path, stopped, seconds, tokens / max(seconds, 1e-9))
+        comm.run_on_root(self._write_history)
+        return TrainResult(self.step, loss, val, self.ckpt_path, "interrupted" if stopped else "done", seconds,
+                           tokens / max(seconds, 1e-9))

@@ -10,8 +10,9 @@ import pytest
 
 from minihyena import checkpoint, train
 from minihyena.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from minihyena.cli import main
 from minihyena.nn import HyenaConfig
-from minihyena.train import TrainConfig, Trainer, TrainingError
+from minihyena.train import TrainConfig, Trainer, TrainingError, check_settings
 
 WORDS = "the cat sat on a mat and the dog ran to the old red barn while birds sang".split()
 MODEL = HyenaConfig(d_model=16, n_layer=1, l_max=16, filter_order=8, emb_dim=5)
@@ -148,10 +149,64 @@ def test_resume_without_a_checkpoint_fails_clearly(text_file, tmp_path):
         Trainer(config(text_file, tmp_path / "nothing"), resume=True, log=quiet)
 
 
-@pytest.mark.parametrize("field, value", [("eval_interval", 0), ("max_iters", -1), ("batch_size", 0), ("eval_iters", 0)])
+def test_resume_of_a_checkpoint_saved_before_data_parallelism(text_file, tmp_path):
+    """That header kept one batch generator state ("rng") and the dropout states ("module_rngs")."""
+    model_cfg = HyenaConfig(**{**MODEL.to_dict(), "dropout": 0.1})
+    full = Trainer(config(text_file, tmp_path / "full", max_iters=6), model_cfg, log=quiet)
+    full.run(progress=False)
+    first = Trainer(config(text_file, tmp_path / "old", max_iters=3), model_cfg, log=quiet)
+    first.run(progress=False)
+    arrays, meta = load_checkpoint(first.ckpt_path)
+    state = meta["train_state"]
+    rank0 = state.pop("ranks")[0]
+    state.pop("world_size")
+    state.update(rng=rank0["batches"], module_rngs=rank0["dropout"])
+    save_checkpoint(first.ckpt_path, arrays, {k: v for k, v in meta.items() if k not in ("format", "version")})
+    second = Trainer(config(text_file, tmp_path / "old", max_iters=6), resume=True, log=quiet)
+    second.run(progress=False)
+    assert second.history == full.history
+
+
+@pytest.mark.parametrize("field, value", [("eval_interval", 0), ("max_iters", -1), ("batch_size", 0), ("eval_iters", 0),
+                                          ("lr", float("nan")), ("lr", 0.0), ("min_lr", -1e-4), ("weight_decay", float("inf")),
+                                          ("grad_clip", float("nan"))])
 def test_unusable_settings_are_rejected(text_file, tmp_path, field, value):
     with pytest.raises(ValueError, match=field.replace("_", "[_-]")):
         Trainer(config(text_file, tmp_path / "out", **{field: value}), MODEL, log=quiet)
+
+
+@pytest.mark.parametrize("dropout", [1.0, -0.1, float("nan")])
+def test_unusable_dropout_is_rejected(text_file, tmp_path, dropout):
+    with pytest.raises(ValueError, match=r"--dropout must be a finite number in \[0, 1\)"):
+        Trainer(config(text_file, tmp_path / "out"), HyenaConfig(**{**MODEL.to_dict(), "dropout": dropout}), log=quiet)
+
+
+def test_boundary_settings_are_accepted():
+    check_settings(TrainConfig(lr=1e-9, min_lr=0.0, weight_decay=0.0, grad_clip=0.0), HyenaConfig(dropout=0.0))
+    check_settings(TrainConfig(lr=10, min_lr=0, weight_decay=0, grad_clip=0), HyenaConfig(dropout=0.999))
+
+
+BAD_FLAGS = [("--lr", "nan"), ("--lr", "inf"), ("--lr", "0"), ("--lr", "-3e-3"), ("--min-lr", "nan"), ("--min-lr", "-1e-4"),
+             ("--weight-decay", "-0.1"), ("--weight-decay", "inf"), ("--grad-clip", "nan"), ("--grad-clip", "-1"),
+             ("--dropout", "1"), ("--dropout", "1.5"), ("--dropout", "-0.1"), ("--dropout", "nan")]
+
+
+@pytest.mark.parametrize("flag, value", BAD_FLAGS)
+def test_bad_float_flags_fail_in_one_line_before_training(text_file, tmp_path, monkeypatch, capsys, flag, value):
+    monkeypatch.chdir(tmp_path)
+    code = main(["train", "--data", str(text_file), "--out", "run", "--max-iters", "2", "--no-progress",
+                 f"{flag}={value}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith(f"minihyena: error: {flag} must be a finite number"), err[0]
+    assert err[0].endswith(f"got {float(value)!r}"), err[0]
+    assert not (tmp_path / "run").exists()  # nothing was trained or saved
+
+
+def test_bad_float_flag_with_resume_fails_before_reading_the_checkpoint(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--resume", "--out", "nothing", "--lr", "nan"]) == 2
+    assert "--lr must be" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------- atomic saves

@@ -1,0 +1,267 @@
+r"""Data-parallel training over MPI: the communicator :class:`~minihyena.train.Trainer` talks to.
+
+Every process (rank) holds a full copy of the model and draws its own batches; after each backward
+pass the gradients are averaged over the ranks, so every rank applies the same update and the
+copies stay identical. With $P$ ranks of $b$ windows each, the averaged gradient is the gradient
+of the mean loss over the global batch of $P b$ windows:
+$\bar g = \frac{1}{P} \sum_r \nabla \ell_r = \nabla \frac{1}{P b} \sum_{i=1}^{P b} \ell_i$.
+
+A plain run gets :class:`SingleProcess`, whose collectives do nothing. A run started by an MPI
+launcher (``mpiexec -n P``, ``srun``) with $P > 1$ gets :class:`MPIComm` over ``MPI.COMM_WORLD``;
+only then is mpi4py imported. The launcher is recognised by the variables it sets for each
+process; ``MINIHYENA_MPI=1`` forces MPI for a launcher that sets none of them, ``=0`` turns it off.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import pickle
+import sys
+import time
+
+import numpy as np
+
+from .backends import BackendUnavailableError
+
+ENV_VAR = "MINIHYENA_MPI"
+# (size, rank) variables that MPI launchers set for every process they start
+LAUNCHER_VARS = (
+    ("PMI_SIZE", "PMI_RANK"),  # MPICH and Intel MPI (mpiexec / hydra), srun --mpi=pmi2
+    ("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"),  # Open MPI (mpirun, and srun with Open MPI)
+    ("MV2_COMM_WORLD_SIZE", "MV2_COMM_WORLD_RANK"),  # MVAPICH
+)
+
+
+class MPIUnavailableError(BackendUnavailableError):
+    """The launcher started several processes, but they cannot talk to each other over MPI."""
+
+
+def launcher() -> tuple[int, int, str | None]:
+    """``(size, rank, variable)`` as the MPI launcher's environment says; ``(1, 0, None)`` for a plain run."""
+    for size_var, rank_var in LAUNCHER_VARS:
+        size, rank = os.environ.get(size_var, ""), os.environ.get(rank_var, "0")
+        if size.isdigit() and rank.isdigit():
+            return int(size), int(rank), size_var
+    return 1, 0, None
+
+
+class SingleProcess:
+    """The communicator of a run on one process: rank 0 of 1, every collective a no-op."""
+
+    rank, size, local_size = 0, 1, 1  # local_size: ranks on this machine
+
+    def mean(self, value: float) -> float:
+        """The mean of ``value`` over all ranks."""
+        return float(value)
+
+    def sum(self, value: float) -> float:
+        """The sum of ``value`` over all ranks."""
+        return float(value)
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank if ``flag`` is true on at least one."""
+        return bool(flag)
+
+    def average_gradients(self, params) -> None:
+        """Replace each gradient by its mean over the ranks."""
+
+    def broadcast_parameters(self, params) -> None:
+        """Copy rank 0's parameter values to every rank."""
+
+    def gather(self, obj) -> list | None:
+        """``[obj of rank 0, obj of rank 1, ...]`` on rank 0, ``None`` elsewhere."""
+        return [obj]
+
+    def run_on_root(self, fn, *args):
+        """Run ``fn(*args)`` on rank 0 only; every rank returns its result, or raises its exception."""
+        return fn(*args)
+
+    def all_failed_together(self, timeout: float = 10.0) -> bool:
+        """Called by a rank that stops with an error: did every rank stop with it (see :class:`MPIComm`)?"""
+        return True
+
+    def abort(self, code: int) -> None:
+        raise SystemExit(code)
+
+
+class MPIComm(SingleProcess):
+    """Collectives over an mpi4py communicator; arrays travel as NumPy buffers, not pickles."""
+
+    def __init__(self, comm):
+        from mpi4py import MPI
+
+        self.MPI, self.comm = MPI, comm
+        self.rank, self.size = comm.Get_rank(), comm.Get_size()
+        self.local_size = comm.Split_type(MPI.COMM_TYPE_SHARED).Get_size()
+        self._errors = comm.Dup()  # a separate channel, so the error barrier never meets a training collective
+        self._buffers: dict = {}
+
+    def _scalar_sum(self, value: float) -> float:
+        buf = np.array([value], dtype=np.float64)
+        self.comm.Allreduce(self.MPI.IN_PLACE, buf, op=self.MPI.SUM)
+        return float(buf[0])
+
+    def mean(self, value: float) -> float:
+        return self._scalar_sum(value) / self.size
+
+    def sum(self, value: float) -> float:
+        return self._scalar_sum(value)
+
+    def any(self, flag: bool) -> bool:
+        return self._scalar_sum(1.0 if flag else 0.0) > 0
+
+    def _flat(self, arrays, dtype) -> np.ndarray:
+        """A reused host buffer holding ``arrays`` one after the other."""
+        n = sum(a.size for a in arrays)
+        key = (n, np.dtype(dtype))
+        buf = self._buffers.get(key)
+        if buf is None:
+            buf = self._buffers[key] = np.empty(n, dtype=dtype)
+        return buf
+
+    def average_gradients(self, params) -> None:
+        """One allreduce over all gradients packed into a flat buffer, then a division by P."""
+        params = [p for p in params if p.grad is not None]
+        if not params:
+            return
+        buf = self._flat([p.grad for p in params], np.result_type(*[p.grad.dtype for p in params]))
+        offset = 0
+        for p in params:  # pack
+            buf[offset:offset + p.size] = p.backend.to_numpy(p.grad).reshape(-1)
+            offset += p.size
+        self.comm.Allreduce(self.MPI.IN_PLACE, buf, op=self.MPI.SUM)
+        buf /= self.size
+        offset = 0
+        for p in params:  # unpack: fresh arrays, so no gradient keeps a view of the shared buffer
+            p.grad = p.backend.asarray(buf[offset:offset + p.size].reshape(p.shape).copy())
+            offset += p.size
+
+    def broadcast_parameters(self, params) -> None:
+        params = list(params)
+        buf = self._flat(params, np.result_type(*[p.dtype for p in params]))
+        offset = 0
+        for p in params:
+            buf[offset:offset + p.size] = p.backend.to_numpy(p.data).reshape(-1)
+            offset += p.size
+        self.comm.Bcast(buf, root=0)
+        offset = 0
+        for p in params:
+            if self.rank != 0:
+                p.data = p.backend.asarray(buf[offset:offset + p.size].reshape(p.shape).astype(p.dtype))
+            offset += p.size
+
+    def gather(self, obj) -> list | None:
+        return self.comm.gather(obj, root=0)
+
+    def run_on_root(self, fn, *args):
+        outcome, error = None, None
+        if self.rank == 0:
+            try:
+                outcome = (True, fn(*args))
+            except Exception as exc:
+                error, outcome = exc, (False, exc)
+                try:
+                    pickle.dumps(exc)
+                except Exception:  # an exception that cannot travel: send its message
+                    outcome = (False, RuntimeError(f"{type(exc).__name__}: {exc}"))
+        ok, value = self.comm.bcast(outcome, root=0)
+        if ok:
+            return value
+        raise error if self.rank == 0 else value
+
+    def all_failed_together(self, timeout: float = 10.0) -> bool:
+        """A rank that stops with an error enters a barrier on a separate communicator. If every rank
+        gets there within ``timeout`` seconds, the error was raised everywhere at the same point (a bad
+        setting, a file rank 0 could not read, a loss averaged to NaN) and the job can end normally;
+        otherwise the other ranks are waiting in a collective that will never complete."""
+        request = self._errors.Ibarrier()
+        deadline = time.monotonic() + timeout
+        while not request.Test():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def abort(self, code: int) -> None:
+        """End every rank of the job now (MPI_Abort)."""
+        self.comm.Abort(code)
+
+
+@functools.cache
+def world() -> SingleProcess:
+    """This run's communicator: :class:`MPIComm` when a launcher started several processes, else
+    :class:`SingleProcess` (without importing mpi4py). The same object on every call."""
+    size, _, var = launcher()
+    forced = os.environ.get(ENV_VAR, "")
+    if forced == "0" or (size <= 1 and forced != "1"):
+        return SingleProcess()
+    started = f"the launcher started {size} processes ({var}={size})" if var else f"{ENV_VAR}=1 asks for MPI"
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        raise MPIUnavailableError(
+            f"{started}, but mpi4py is not installed: pip install 'minihyena[mpi]' (mpi4py and MPICH)"
+        ) from None
+    comm = MPI.COMM_WORLD
+    if var and comm.Get_size() != size:
+        library = " ".join(MPI.Get_library_version().strip().splitlines()[0].split())
+        beside = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+        hint = f", e.g. {beside}" if os.path.exists(beside) else ""
+        raise MPIUnavailableError(
+            f"{started}, but MPI sees {comm.Get_size()}: the launcher belongs to another MPI library than the "
+            f"one mpi4py uses ({library}); start the run with that library's mpiexec{hint}"
+        )
+    return MPIComm(comm) if comm.Get_size() > 1 else SingleProcess()
+
+
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+def limit_threads(comm: SingleProcess) -> str | None:
+    """Give each rank its share of this machine's cores, so P ranks on one machine do not each start a
+    thread per core (measured here: 2 ranks x 2 BLAS threads on 2 cores ran 10x slower than 2 x 1).
+
+    Does nothing for one process or when one of :data:`THREAD_VARS` is set. A rank the launcher bound
+    to some cores (``mpiexec -bind-to core``) uses those. Returns the line to log, or None.
+    """
+    if comm.size == 1 or any(var in os.environ for var in THREAD_VARS):
+        return None
+    cores = os.cpu_count() or 1
+    bound = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
+    threads = bound if bound < cores else max(1, cores // comm.local_size)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return (f"note: {comm.local_size} processes share {cores} cores here; set OMP_NUM_THREADS={threads} "
+                f"(or pip install threadpoolctl to have it set)")
+    threadpool_limits(threads)  # BLAS and OpenMP pools
+    if "numba" in sys.modules:
+        import numba
+
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    return (f"threads: {comm.local_size} processes on this machine ({cores} cores): {threads} thread"
+            f"{'s' if threads > 1 else ''} each (set OMP_NUM_THREADS to choose)")
+
+
+def stop_on_error(comm: SingleProcess | None, exc: Exception, timeout: float = 10.0) -> int:
+    """End a rank that failed with ``exc``: re-raise it on rank 0 (for the command line's one-line
+    message) and return exit status 2 on the others.
+
+    That is right when every rank raised the error at the same point (a bad flag, a file rank 0 could
+    not read, a loss averaged to NaN). An error on some ranks only would leave the others waiting in
+    their next collective forever, so after ``timeout`` seconds it aborts the whole job instead.
+    ``comm`` is None if the error came before MPI started (every rank checks the same flags).
+    """
+    if comm is None:
+        if launcher()[1] == 0:
+            raise exc
+        return 2
+    if comm.size == 1:
+        raise exc
+    if comm.all_failed_together(timeout):
+        if comm.rank == 0:
+            raise exc
+        return 2
+    print(f"minihyena: error: on rank {comm.rank} only: {exc}", file=sys.stderr, flush=True)
+    comm.abort(2)
+    return 2
