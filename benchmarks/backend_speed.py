@@ -29,9 +29,11 @@ DEFAULT_SIZES = "16x128,4x1024,1x8192"  # batch x sequence length; 16 x 128 is t
 
 
 def _minihyena_step(backend: str, B: int, L: int):
+    from minihyena.backends import configure_threads
     from minihyena.nn.model import HyenaConfig, HyenaLM
     from minihyena.optim import AdamW, clip_grad_norm, param_groups
 
+    configure_threads(backend)  # as the command line does: numba's workers sleep, BLAS on one thread (unless set)
     model = HyenaLM(HyenaConfig(l_max=L)).to(backend)
     opt = AdamW(param_groups(model, 0.1), lr=1e-3)
     rng = np.random.default_rng(0)
@@ -139,7 +141,8 @@ def main(argv=None) -> int:
     print(f"train step = forward + backward + clip + AdamW; median of {args.steps} steps after {args.warmup} "
           f"warm-up steps; BLAS threads: {args.blas_threads or os.environ.get('OPENBLAS_NUM_THREADS', 'default')}")
     if "numba" in names and not args.blas_threads:
-        print("note: the numba backend limits BLAS to one thread itself unless OMP/OPENBLAS/MKL_NUM_THREADS is set")
+        print("note: the numba worker calls configure_threads('numba'): BLAS on one thread unless "
+              "OMP/OPENBLAS/MKL_NUM_THREADS is set")
     rows = [r for name in names for r in run_worker(name, args)]
     base = {(r["B"], r["L"]): r["median"] for r in rows if r["backend"] == "numpy"}
     print(f"\n{'backend':8s} {'B x L':>10s} {'params':>9s} {'step ms':>9s} {'tokens/s':>10s} {'vs numpy':>9s} {'warm-up s':>9s}")

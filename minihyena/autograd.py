@@ -5,18 +5,42 @@ Every primitive is a :class:`Function` with a ``forward`` over backend arrays an
 vector-Jacobian product). ``Function.apply`` records a node per call; ``Tensor.backward`` walks
 the nodes in reverse topological order and *sums* the gradients that reach a tensor along
 different paths (a tensor used twice, like Hyena's gated stream, gets both contributions).
+
+The gradients a ``backward`` receives are **read-only**: one array may be shared with another
+input's gradient (``Add`` hands the same ``g`` to both operands) or owned by the caller of
+``Tensor.backward(grad)``. A backward computes new arrays and never edits its inputs in place. With
+:func:`set_readonly_gradients` on (the test suite turns it on; so does ``MINIHYENA_READONLY_GRADS=1``)
+they arrive as non-writeable NumPy views, so an in-place edit raises instead of corrupting a gradient.
 """
 from __future__ import annotations
 
 import contextvars
+import os
 
 import numpy as np
 
 from .backends import Backend, get_backend
 
-__all__ = ["Tensor", "Function", "Context", "no_grad", "is_grad_enabled"]
+__all__ = ["Tensor", "Function", "Context", "no_grad", "is_grad_enabled", "set_readonly_gradients"]
 
 _grad_enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("minihyena_grad", default=True)
+_readonly_grads = os.environ.get("MINIHYENA_READONLY_GRADS") == "1"
+
+
+def set_readonly_gradients(enabled: bool = True) -> bool:
+    """Hand every ``Function.backward`` its incoming gradients as non-writeable views (NumPy arrays only;
+    CuPy arrays have no such flag), so that an in-place edit fails loudly. Returns the previous setting."""
+    global _readonly_grads
+    previous, _readonly_grads = _readonly_grads, bool(enabled)
+    return previous
+
+
+def _readonly(g):
+    if not isinstance(g, np.ndarray) or not g.flags.writeable:
+        return g
+    view = g.view()  # the caller's array keeps its own flags
+    view.flags.writeable = False
+    return view
 
 
 def is_grad_enabled() -> bool:
@@ -68,6 +92,7 @@ class Function:
       arrive as backend arrays;
     * ``backward(ctx, *grad_outputs) -> gradient or tuple of gradients``, one per positional
       argument (``None`` for arguments that are not differentiable; trailing ones may be left out).
+      ``grad_outputs`` are read-only (see the module docstring): compute new arrays from them.
     """
 
     @staticmethod
@@ -246,6 +271,8 @@ class Tensor:
                 g if g is not None else xp.zeros(shape, dtype=dtype)
                 for g, (shape, dtype) in zip(out_grads, node.out_meta)
             ]
+            if _readonly_grads:
+                out_grads = [_readonly(g) for g in out_grads]
             in_grads = node.fn.backward(node, *out_grads)
             if not isinstance(in_grads, tuple):
                 in_grads = (in_grads,)

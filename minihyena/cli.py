@@ -45,6 +45,15 @@ def _default_prompt(tokenizer) -> str:
     return "\n" if "\n" in tokenizer.chars else tokenizer.chars[0]
 
 
+def _threads(backend, show: bool = True, stream=None) -> None:
+    """Choose the thread pools for ``backend`` before any kernel runs, and say what was chosen (if anything)."""
+    from .backends.threads import UNCHANGED, configure_threads
+
+    line = configure_threads(backend)
+    if show and not line.endswith(UNCHANGED):
+        print(line, file=stream or sys.stdout, flush=True)
+
+
 def _train(args) -> int:
     from .checkpoint import load_checkpoint
     from .distributed import stop_on_error, world
@@ -65,9 +74,11 @@ def _train(args) -> int:
                 raise ValueError(f"--resume keeps the saved model; drop {', '.join(_MODEL_FLAGS[k][0] for k in model_given)}")
             saved = {k: v for k, v in meta.get("train_config", {}).items() if k in {f.name for f in dataclasses.fields(TrainConfig)}}
             cfg = TrainConfig(**{**saved, **given})
+            _threads(cfg.backend, comm.rank == 0)
             trainer = Trainer(cfg, resume=True, comm=comm)
         else:
             cfg = TrainConfig(**given)
+            _threads(cfg.backend, comm.rank == 0)
             trainer = Trainer(cfg, HyenaConfig(**model_given), comm=comm)
         prompt = trainer.tokenizer.encode(args.prompt or _default_prompt(trainer.tokenizer), name="prompt")  # check it now
         result = trainer.run(progress=not args.no_progress)
@@ -95,6 +106,7 @@ def _sample(args) -> int:
 
     check_sampling(args.max_new_tokens, args.temperature, args.top_k)
     model, tokenizer, _ = load_model(args.checkpoint, backend=args.backend)
+    _threads(args.backend, stream=sys.stderr)  # before the first kernel runs; stdout carries the text
     prompt = args.prompt if args.prompt else _default_prompt(tokenizer)
     ids = tokenizer.encode(prompt, name="prompt")
     l_max = model.config.l_max

@@ -23,20 +23,38 @@ def param_groups(model: Module, weight_decay: float = 0.1) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+_GROUP_KEYS = ("params", "lr", "betas", "eps", "weight_decay")
+
+
 class AdamW:
     r"""Adam with decoupled weight decay (Loshchilov & Hutter):
 
     $m \leftarrow \beta_1 m + (1-\beta_1) g$, $v \leftarrow \beta_2 v + (1-\beta_2) g^2$,
-    $\theta \leftarrow \theta - \eta\left(\frac{\hat m}{\sqrt{\hat v} + \epsilon} + \lambda \theta\right)$
+    $\theta \leftarrow \theta (1 - \eta\lambda) - \eta\, \frac{\hat m}{\sqrt{\hat v} + \epsilon}$
     with bias-corrected $\hat m = m / (1-\beta_1^t)$, $\hat v = v / (1-\beta_2^t)$.
-    ``params`` is a list of Parameters or of groups ``{"params": [...], "weight_decay": wd}``.
+
+    ``params`` is a list of Parameters or of groups ``{"params": [...], "lr", "betas", "eps",
+    "weight_decay"}`` (``params`` required, the others optional; any other key is an error). ``self.lr`` is the current
+    learning rate, which a schedule sets before each step; a group's own ``lr`` scales with it:
+    the group steps with $\eta = \eta_{\text{group}} \cdot \text{self.lr} / \text{lr}$ (``lr`` given to the
+    constructor), so it runs at exactly its ``lr`` when no schedule changes ``self.lr``.
     """
 
     def __init__(self, params, lr: float = 6e-4, betas=(0.9, 0.98), eps: float = 1e-8, weight_decay: float = 0.1):
         params = list(params)
         if params and isinstance(params[0], Parameter):
             params = [{"params": params}]
-        self.groups = [{"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay, **g} for g in params]
+        for i, g in enumerate(params):
+            unknown = sorted(set(g) - set(_GROUP_KEYS))
+            if unknown:
+                raise ValueError(f"AdamW: parameter group {i} has unknown keys {unknown}; a group may set {list(_GROUP_KEYS)}")
+            if "params" not in g:
+                raise ValueError(f"AdamW: parameter group {i} has no 'params'")
+            if lr == 0 and g.get("lr", 0) != 0:
+                raise ValueError(f"AdamW: group {i} sets lr = {g['lr']}, which scales with the base lr, but the base lr is 0")
+        defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay}
+        self.groups = [{**defaults, **g, "params": list(g["params"])} for g in params]
+        self.base_lr = lr
         self.lr = lr
         self.t = 0
         self.state: dict[int, tuple] = {}
@@ -44,21 +62,28 @@ class AdamW:
     def params(self) -> list[Parameter]:
         return [p for g in self.groups for p in g["params"]]
 
+    def group_lr(self, group: dict) -> float:
+        """The learning rate ``group`` steps with now: its own lr scaled by the schedule's ``self.lr / base lr``."""
+        return self.lr if group["lr"] == self.base_lr else group["lr"] * (self.lr / self.base_lr)
+
     def step(self) -> None:
-        """One update of every parameter that has a gradient, at the current ``self.lr``."""
+        """One update of every parameter that has a gradient (the formulas of the class docstring, in place)."""
         self.t += 1
         for g in self.groups:
             b1, b2 = g["betas"]
-            lr, eps, wd = self.lr, g["eps"], g["weight_decay"]
-            c1, c2 = 1.0 - b1**self.t, 1.0 - b2**self.t
+            lr, eps, wd = self.group_lr(g), g["eps"], g["weight_decay"]
+            c1, c2 = 1.0 - b1**self.t, 1.0 - b2**self.t  # bias corrections
             for p in g["params"]:
                 if p.grad is None:
                     continue
                 xp = p.backend.xp
                 m, v = self.state.get(id(p)) or (xp.zeros_like(p.data), xp.zeros_like(p.data))
                 self.state[id(p)] = (m, v)
-                # the formulas of the class docstring, in place (Backend.adamw_update; fused where it can be)
-                p.backend.adamw_update(p.data, p.grad, m, v, lr, b1, b2, eps, wd, c1, c2)
+                fused = p.backend.fused("adamw_update", p.data, p.grad, m, v)
+                if fused is not None:
+                    fused(p.data, p.grad, m, v, lr, b1, b2, eps, wd, c1, c2)
+                else:
+                    adamw_update(p.data, p.grad, m, v, lr, b1, b2, eps, wd, c1, c2, xp=xp)
 
     def state_dict(self) -> dict:
         """Moments as NumPy arrays keyed by parameter position, plus the step count."""
@@ -80,6 +105,20 @@ class AdamW:
                     raise ValueError(f"optimizer state {i} has shape {m.shape}, parameter has {p.shape}")
                 m, v = np.array(m, dtype=p.dtype), np.array(v, dtype=p.dtype)  # copies, updated in place later
                 self.state[id(p)] = (p.backend.asarray(m), p.backend.asarray(v))
+
+
+def adamw_update(p, g, m, v, lr: float, b1: float, b2: float, eps: float, wd: float, c1: float, c2: float,
+                 xp=np) -> None:
+    r"""The reference AdamW step, in place on arrays: $m \leftarrow \beta_1 m + (1-\beta_1) g$,
+    $v \leftarrow \beta_2 v + (1-\beta_2) g^2$, $p \leftarrow p (1 - \eta\lambda) - \eta (m / c_1) / (\sqrt{v / c_2} + \epsilon)$
+    with $c_1 = 1 - \beta_1^t$, $c_2 = 1 - \beta_2^t$; ``xp`` is the arrays' module. Python floats take the arrays' dtype."""
+    m *= b1
+    m += (1 - b1) * g
+    v *= b2
+    v += (1 - b2) * (g * g)
+    if wd:
+        p *= 1.0 - lr * wd
+    p -= (lr / c1) * m / (xp.sqrt(v / c2) + eps)
 
 
 def cosine_lr(step: int, max_lr: float, warmup: int, total: int, min_lr: float | None = None) -> float:

@@ -9,6 +9,8 @@ r"""Gradient checking, for the tests and for anyone writing a new primitive.
 2. **Central differences at a few random indices**, so a failure names the element.
 
 Use float64 inputs: in float32 the finite differences themselves are too noisy for tight tolerances.
+The check runs on the backend the inputs live on, fused kernels included: build the inputs inside
+``with use_backend(name):`` to check that backend (the test suite checks every available one).
 """
 from __future__ import annotations
 

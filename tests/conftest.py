@@ -1,10 +1,21 @@
-"""Shared fixtures: seeded random data, float64 leaves, and an isolated backend choice for every test."""
+"""Shared fixtures: seeded random data, float64 leaves, and an isolated backend choice for every test.
+
+For the whole session, incoming gradients are read-only (an in-place edit in a ``backward`` raises),
+and the thread pools are set as the command line sets them for the Numba backend.
+"""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from minihyena import Tensor, backends
+from minihyena.autograd import set_readonly_gradients
+
+
+def pytest_configure(config):
+    set_readonly_gradients(True)
+    if "numba" in backends.available_backends():
+        backends.configure_threads("numba")
 
 
 @pytest.fixture(autouse=True)

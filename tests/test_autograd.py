@@ -289,3 +289,49 @@ def test_graph_does_not_keep_intermediate_arrays_alive():
     assert ref() is None
     z.sum().backward()
     np.testing.assert_array_equal(x.grad, np.full(4, 2.0))
+
+
+# ---------------------------------------------------------------------------- incoming gradients are read-only
+
+
+class _EditsItsGradient(Function):
+    """A buggy backward: scales the incoming gradient in place (it may be shared with another input)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x * 2.0
+
+    @staticmethod
+    def backward(ctx, g):
+        g *= 2.0
+        return g
+
+
+def test_an_in_place_edit_of_an_incoming_gradient_fails_loudly():
+    from minihyena.autograd import set_readonly_gradients
+
+    assert set_readonly_gradients(True) is True  # the test suite runs with read-only gradients
+    x = t([1.0, 2.0])
+    y = x + 0.0  # Add hands the same g to both operands
+    with pytest.raises(ValueError, match="read-only"):
+        (_EditsItsGradient.apply(y) + y).sum().backward()
+
+
+def test_the_callers_gradient_keeps_its_flags():
+    x = t([1.0, 2.0])
+    g = np.array([3.0, 4.0])
+    (x * 2.0).backward(g)
+    assert g.flags.writeable  # a read-only view was handed on, not the caller's array
+    np.testing.assert_allclose(x.grad, [6.0, 8.0])
+
+
+def test_read_only_gradients_can_be_switched_off():
+    from minihyena.autograd import set_readonly_gradients
+
+    previous = set_readonly_gradients(False)
+    try:
+        x = t([1.0, 2.0])
+        (_EditsItsGradient.apply(x) * 1.0).sum().backward()  # the edit goes unnoticed without the check
+        np.testing.assert_allclose(x.grad, [2.0, 2.0])
+    finally:
+        set_readonly_gradients(previous)

@@ -1,12 +1,15 @@
-"""Every backend other than NumPy against NumPy, in float32.
+"""Every backend other than NumPy against NumPy, in float32 and in float64.
 
-Each primitive runs forward and backward through its op (so the backend hooks the ops call are
-covered), then the AdamW step and a whole HyenaLM forward+backward. A backend that cannot run here
-(numba not installed, no CUDA device for cupy) is skipped with its reason. Sizes stay tiny: Numba
-compiles each kernel once per dtype (float32 only here), and that compile time is most of this file's.
+Each primitive runs forward and backward through its op (so the fused kernels the ops use are
+covered, and the test asserts from ``backend.paths`` that they ran), then the AdamW step and a whole
+HyenaLM forward+backward. A backend that cannot run here (numba not installed, no CUDA device for
+cupy) is skipped with its reason. Sizes stay tiny: Numba compiles each kernel once per dtype, and that
+compile time is most of this file's.
 
 Tolerances are relative to the largest reference value (``atol = tol * max|ref|``) because the
-backends sum the same products in a different order; each test states why its tolerance fits.
+backends sum the same products in a different order. float32 tolerances are stated per test, with
+why they fit; in float64 every op agrees to ``TOL64 = 1e-12`` (round-off of a few hundred terms at
+eps = 2.2e-16 stays below 1e-13).
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from hypothesis import strategies as st
 
 from minihyena import BackendUnavailableError, Tensor, backends, get_backend
 from minihyena import functional as F
+from minihyena.backends.base import FUSED_KERNELS
 from minihyena.nn.model import HyenaConfig, HyenaLM
 from minihyena.optim import AdamW
 
@@ -46,6 +50,10 @@ def registry(monkeypatch):
     monkeypatch.setattr(backends, "_INSTANCES", {})
 
 
+TOL64 = 1e-12
+DTYPES = [np.float32, np.float64]
+
+
 def run(be, fn, arrays, seed=1):
     """``fn(*tensors)`` on backend ``be`` and its backward with a fixed upstream gradient.
 
@@ -61,28 +69,38 @@ def run(be, fn, arrays, seed=1):
                             if isinstance(t, Tensor) and t.requires_grad]
 
 
-def assert_parity(be, fn, arrays, tol, seed=1):
+def assert_parity(be, fn, arrays, tol, seed=1, fused=()):
+    """``fn`` on ``be`` against NumPy, output and every gradient; float64 inputs use ``TOL64`` instead of ``tol``.
+    Each op named in ``fused`` that ``be`` has a fused kernel for must have run it, without a fallback."""
+    dtype = next(a.dtype for a in arrays if isinstance(a, np.ndarray) and a.dtype.kind == "f")
+    tol = TOL64 if dtype == np.float64 else tol
+    before = dict(be.paths)
     got = run(be, fn, arrays, seed)
+    for op in fused:
+        if getattr(be, op) is not None:
+            assert be.paths[op, "fused"] > before.get((op, "fused"), 0), f"{be.name}: the fused {op} kernel did not run"
+            assert be.paths[op, "fallback"] == before.get((op, "fallback"), 0), f"{be.name}: {op}: {be.fallbacks}"
     ref = run(get_backend("numpy"), fn, arrays, seed)
     assert len(got) == len(ref)
     for i, (x, r) in enumerate(zip(got, ref)):
-        assert x.dtype == r.dtype == np.float32, (i, x.dtype, r.dtype)
+        assert x.dtype == r.dtype == dtype, (i, x.dtype, r.dtype)
         np.testing.assert_allclose(x, r, rtol=tol, atol=tol * float(np.abs(r).max() or 1.0),
-                                   err_msg=f"{be.name}: {'output' if i == 0 else f'gradient {i}'}")
+                                   err_msg=f"{be.name}, {np.dtype(dtype).name}: {'output' if i == 0 else f'gradient {i}'}")
 
 
-def f32(rng, *shape):
-    return rng.standard_normal(shape).astype(np.float32)
+def f32(rng, *shape, dtype=np.float32):
+    return rng.standard_normal(shape).astype(dtype)
 
 
 # ---------------------------------------------------------------------------- long and short convolutions
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("L", [1, 16, 129, 200])  # 129, 200: above Numba's direct_max_len (FFT path); 200: not 2^k
-def test_fftconv(backend, rng, L):
+def test_fftconv(backend, rng, L, dtype):
     # 1e-4: float32 sums of up to L products, in FFT order on one side and direct order on the other;
     # round-off grows like eps * sqrt(L) * log2(L) relative to the largest output (eps = 6e-8).
     # k is 3 taps longer than L: the op cuts it to a non-contiguous (3, L) view.
-    u, k, skip = f32(rng, 2, 3, L), f32(rng, 3, L + 3), f32(rng, 3)
-    assert_parity(backend, F.fftconv, [u, k, skip], tol=1e-4)
+    u, k, skip = f32(rng, 2, 3, L, dtype=dtype), f32(rng, 3, L + 3, dtype=dtype), f32(rng, 3, dtype=dtype)
+    assert_parity(backend, F.fftconv, [u, k, skip], tol=1e-4, fused=("causal_conv", "causal_xcorr"))
 
 
 NAMES = [pytest.param(n, marks=pytest.mark.gpu) if n == "cupy" else n for n in OTHERS]
@@ -98,11 +116,12 @@ def test_fftconv_any_shape(name, B, D, L, seed):
     assert_parity(be, F.fftconv, [f32(rng, B, D, L), f32(rng, D, L), f32(rng, D)], tol=1e-4)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("K,L", [(3, 20), (4, 2), (1, 5)])  # K > L: taps that reach before t = 0
-def test_short_conv(backend, rng, K, L):
+def test_short_conv(backend, rng, K, L, dtype):
     # 1e-5: at most K = 4 products per output; only the summation order differs.
-    z, w, b = f32(rng, 2, 5, L), f32(rng, 5, K), f32(rng, 5)
-    assert_parity(backend, F.short_conv, [z, w, b], tol=1e-5)
+    z, w, b = f32(rng, 2, 5, L, dtype=dtype), f32(rng, 5, K, dtype=dtype), f32(rng, 5, dtype=dtype)
+    assert_parity(backend, F.short_conv, [z, w, b], tol=1e-5, fused=("short_conv", "short_conv_xcorr"))
 
 
 def test_short_conv_of_a_transposed_view(backend, rng):
@@ -112,45 +131,54 @@ def test_short_conv_of_a_transposed_view(backend, rng):
 
 
 # ---------------------------------------------------------------------------- fused elementwise and row kernels
-def test_gelu(backend, rng):
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gelu(backend, rng, dtype):
     # 1e-5: the same formula and the same tanh; fused evaluation rounds intermediate values differently.
-    x = f32(rng, 3, 4, 17) * 3
-    assert_parity(backend, F.gelu, [x], tol=1e-5)
+    x = f32(rng, 3, 4, 17, dtype=dtype) * 3
+    assert_parity(backend, F.gelu, [x], tol=1e-5, fused=("gelu", "gelu_backward"))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("affine", [True, False])
-def test_layer_norm(backend, rng, affine):
+def test_layer_norm(backend, rng, affine, dtype):
     # 1e-4: row means accumulated in another order (Numba: float64) and divided by a std that can be
     # small: xhat's relative error is a few eps times sqrt(D); the backward subtracts two row means.
-    x = f32(rng, 2, 5, 24) * 2 + 1
-    w, b = (f32(rng, 24), f32(rng, 24)) if affine else (None, None)
-    assert_parity(backend, lambda x, w, b: F.layer_norm(x, w, b), [x, w, b], tol=1e-4)
+    x = f32(rng, 2, 5, 24, dtype=dtype) * 2 + 1
+    w, b = (f32(rng, 24, dtype=dtype), f32(rng, 24, dtype=dtype)) if affine else (None, None)
+    assert_parity(backend, lambda x, w, b: F.layer_norm(x, w, b), [x, w, b], tol=1e-4,
+                  fused=("layer_norm", "layer_norm_backward"))
 
 
-def test_cross_entropy_with_ignored_positions(backend, rng):
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cross_entropy_with_ignored_positions(backend, rng, dtype):
     # 1e-5: log-sum-exp over V = 13 terms (Numba sums in float64) and one softmax per row.
-    logits = f32(rng, 3, 7, 13) * 3
+    logits = f32(rng, 3, 7, 13, dtype=dtype) * 3
     targets = rng.integers(0, 13, (3, 7))
     targets[0, :3] = -100
-    assert_parity(backend, lambda z, t: F.cross_entropy(z, t), [logits, targets], tol=1e-5)
+    assert_parity(backend, lambda z, t: F.cross_entropy(z, t), [logits, targets], tol=1e-5,
+                  fused=("cross_entropy", "cross_entropy_backward"))
 
 
-def test_embedding_and_getitem_sum_repeated_rows(backend, rng):
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_embedding_and_getitem_sum_repeated_rows(backend, rng, dtype):
     # 1e-6: the scatter adds the same few float32 values per row, at most in another order.
-    w = f32(rng, 6, 4)
+    w = f32(rng, 6, 4, dtype=dtype)
     ids = np.array([[0, 3, 3], [5, 0, 3]])
     def fn(w, i):
         e = F.embedding(i, w)  # (2, 3, 4): the embedding's backward scatters rows with repeated ids
         return e[1] * 2.0 + e[w.backend.asarray(np.array([0, 0]))].sum(axis=0)  # basic, then repeated fancy index
 
-    assert_parity(backend, fn, [w, ids], tol=1e-6)
+    assert_parity(backend, fn, [w, ids], tol=1e-6, fused=("scatter_rows",))
 
 
-def test_adamw_steps(backend, rng):
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_adamw_steps(backend, rng, dtype):
     # 1e-6: the same float32 formula fused into one pass; three steps keep round-off at a few ulps.
+    tol = TOL64 if dtype == np.float64 else 1e-6
     shapes = [(5, 3), (7,)]
-    values = [f32(rng, *s) for s in shapes]
-    grads = [[f32(rng, *s) for s in shapes] for _ in range(3)]
+    values = [f32(rng, *s, dtype=dtype) for s in shapes]
+    grads = [[f32(rng, *s, dtype=dtype) for s in shapes] for _ in range(3)]
+    fused_before = backend.paths["adamw_update", "fused"]
     results = []
     for be in (backend, get_backend("numpy")):
         from minihyena.nn.module import Parameter
@@ -162,42 +190,54 @@ def test_adamw_steps(backend, rng):
                 p.grad = be.asarray(g)
             opt.step()
         results.append([p.numpy() for p in params] + [be.to_numpy(a) for p in params for a in opt.state[id(p)]])
+    if backend.adamw_update is not None:
+        assert backend.paths["adamw_update", "fused"] == fused_before + 6  # 2 parameters x 3 steps
     for x, r in zip(*results):
-        np.testing.assert_allclose(x, r, rtol=1e-6, atol=1e-6 * float(np.abs(r).max()))
+        assert x.dtype == dtype
+        np.testing.assert_allclose(x, r, rtol=tol, atol=tol * float(np.abs(r).max()))
 
 
 def test_out_of_range_ids_raise_instead_of_reaching_a_kernel(backend):
     if backend.device != "cpu":
         pytest.skip("compiled CPU kernels do not check bounds; the wrappers must")
     target, values = np.zeros((3, 2), np.float32), np.ones((2, 2), np.float32)
-    with pytest.raises(IndexError):
-        backend.scatter_add(target, np.array([0, 3]), values)
-    with pytest.raises(IndexError):
+    with pytest.raises(IndexError, match=r"outside \[-3, 3\)"):
+        backend.scatter_rows(target, np.array([0, 3]), values)
+    with pytest.raises(IndexError, match=r"outside \[-4, 4\)"):
         backend.cross_entropy(np.zeros((2, 4), np.float32), np.array([0, 4]))
+    with pytest.raises(IndexError, match=r"outside \[-4, 4\)"):
+        backend.cross_entropy_backward(np.zeros((2, 4), np.float32), np.zeros(2, np.float32), np.array([-5, 0]),
+                                       np.ones(2, np.float32))
 
 
 # ---------------------------------------------------------------------------- the whole model
 TINY = dict(vocab_size=11, d_model=16, n_layer=2, filter_order=16, emb_dim=5)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("L,order", [(24, 2), (136, 3)])  # 136: the FFT path of Numba's long convolution
-def test_hyena_lm_forward_backward(backend, L, order):
-    # 2e-4 on the loss and logits, 2e-3 on gradients: float32 round-off of every primitive above
-    # compounds through 2 blocks; gradients of the filter network pass through L-long sums twice.
-    model_ref = HyenaLM(HyenaConfig(l_max=L, order=order, **TINY), seed=3)
-    model = HyenaLM(HyenaConfig(l_max=L, order=order, **TINY), seed=3).to(backend)
+def test_hyena_lm_forward_backward(backend, L, order, dtype):
+    # float32: 2e-4 on the loss, 2e-3 on gradients: round-off of every primitive above compounds through
+    # 2 blocks; gradients of the filter network pass through L-long sums twice. float64: TOL64 on both.
+    rel_loss, rel_grad = (TOL64, TOL64) if dtype == "float64" else (2e-4, 2e-3)
+    model_ref = HyenaLM(HyenaConfig(l_max=L, order=order, dtype=dtype, **TINY), seed=3)
+    model = HyenaLM(HyenaConfig(l_max=L, order=order, dtype=dtype, **TINY), seed=3).to(backend)
     rng = np.random.default_rng(5)
     ids, targets = rng.integers(0, 11, (2, L)), rng.integers(0, 11, (2, L))
-    losses = []
+    losses, before = [], dict(backend.paths)
     for m in (model, model_ref):
         loss = m.loss(m.backend.asarray(ids), m.backend.asarray(targets))
         loss.backward()
         losses.append(loss.item())
-    assert losses[0] == pytest.approx(losses[1], rel=2e-4)
+    assert losses[0] == pytest.approx(losses[1], rel=rel_loss)
+    fused_ops = [op for op in FUSED_KERNELS if getattr(backend, op) is not None and op != "adamw_update"]
+    skipped = [op for op in fused_ops if backend.paths[op, "fused"] == before.get((op, "fused"), 0)]
+    assert not skipped, f"{backend.name}: the model never ran these fused kernels: {skipped}"
     ref = dict(model_ref.named_parameters())
     for name, p in model.named_parameters():
         r = ref[name].grad
-        np.testing.assert_allclose(backend.to_numpy(p.grad), r, rtol=2e-3, atol=2e-3 * float(np.abs(r).max()),
+        assert p.grad.dtype == np.dtype(dtype), name
+        np.testing.assert_allclose(backend.to_numpy(p.grad), r, rtol=rel_grad, atol=rel_grad * float(np.abs(r).max()),
                                    err_msg=f"{backend.name}: gradient of {name}")
 
 

@@ -5,6 +5,10 @@ The fake backends registered here are classes of this module; ``register_backend
 """
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -12,6 +16,7 @@ import minihyena
 from minihyena import BackendUnavailableError, Tensor, available_backends, get_backend, register_backend, use_backend
 from minihyena import backends
 from minihyena import functional as F
+from minihyena.backends import base
 from minihyena.backends.base import Backend
 from minihyena.backends.numpy_backend import NumpyBackend
 
@@ -191,19 +196,124 @@ def _loop_causal_conv(u, k):
     return y
 
 
+@pytest.mark.parametrize("L", [13, 140])  # 140: above numba's direct_max_len
 @pytest.mark.parametrize("name", available_backends())
-def test_backend_kernels_float32(name, rng):
-    """Each available backend's kernels against loops, in float32 (its dtype must be kept)."""
-    be = get_backend(name)
-    u = rng.standard_normal((2, 3, 13)).astype(np.float32)
-    k = rng.standard_normal((3, 13)).astype(np.float32)
+def test_convolutions_float32(name, rng, L):
+    """Each available backend's convolutions against loops, in float32 (its dtype must be kept)."""
+    u = rng.standard_normal((2, 3, L)).astype(np.float32)
+    k = rng.standard_normal((3, L)).astype(np.float32)
     w = rng.standard_normal((3, 4)).astype(np.float32)
-    y = be.to_numpy(be.causal_conv(be.asarray(u), be.asarray(k)))
-    assert y.dtype == np.float32
-    np.testing.assert_allclose(y, _loop_causal_conv(u, k), rtol=1e-4, atol=1e-5)
-    with use_backend(name):
+    with use_backend(name) as be:
+        y = be.to_numpy(F.fftconv(Tensor(be.asarray(u)), Tensor(be.asarray(k))).data)
         ys = F.short_conv(Tensor(u), Tensor(w)).numpy()
-    with use_backend("numpy"):
-        ref = F.short_conv(Tensor(u), Tensor(w)).numpy()
-    assert ys.dtype == np.float32
-    np.testing.assert_allclose(ys, ref, rtol=1e-5, atol=1e-6)
+    assert y.dtype == ys.dtype == np.float32
+    np.testing.assert_allclose(y, _loop_causal_conv(u, k), rtol=1e-4, atol=1e-4)
+    shifted = np.zeros((3, L), np.float32)
+    shifted[:, :4] = w[:, ::-1]  # the short conv is the causal convolution with the taps in lag order
+    np.testing.assert_allclose(ys, _loop_causal_conv(u, shifted), rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------- fused kernels: which path ran
+
+
+class PickyBackend(NumpyBackend):
+    """A fused GELU that takes float64 only (and says so), like a compiled kernel for a few dtypes."""
+
+    name = "picky"
+    priority = 10
+
+    def declines(self, op, arrays):
+        return None if all(a.dtype == np.float64 for a in arrays) else "float64 only"
+
+    def gelu(self, x):
+        t = np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3))
+        return 0.5 * x * (1 + t), t
+
+
+@pytest.fixture
+def picky(registry):
+    register_backend("picky", f"{__name__}:PickyBackend")
+    return get_backend("picky")
+
+
+def test_numpy_runs_the_reference_and_counts_it():
+    be = get_backend("numpy")
+    before = be.paths["gelu", "reference"]
+    F.gelu(Tensor(np.ones(3)))
+    assert be.paths["gelu", "reference"] == before + 1
+    assert all(getattr(be, op) is None for op in base.FUSED_KERNELS)  # the reference has no fused kernels
+
+
+def test_a_declined_fused_kernel_is_recorded_and_logged(picky, caplog):
+    x = np.linspace(-3, 3, 7)
+    ref = F.gelu(Tensor(x)).numpy()
+    with use_backend("picky"):
+        np.testing.assert_allclose(F.gelu(Tensor(x)).numpy(), ref, rtol=1e-15)  # float64: fused
+        assert picky.paths["gelu", "fused"] == 1 and picky.paths["gelu", "fallback"] == 0
+        with caplog.at_level("INFO", logger="minihyena.backends"):
+            y32 = F.gelu(Tensor(x.astype(np.float32))).numpy()  # float32: declined, so the reference ran
+    assert picky.paths["gelu", "fallback"] == 1 and picky.fallbacks == {"gelu": "float64 only"}
+    assert "picky: the fused gelu kernel declined its inputs (float64 only); running the reference" in caplog.text
+    np.testing.assert_allclose(y32, ref, rtol=1e-6, atol=1e-6)  # float32 round-off
+    assert picky.paths["gelu_backward", "reference"] == 0  # no backward ran; nothing else was counted
+
+
+def test_numba_records_a_dtype_it_has_no_kernel_for(rng):
+    try:
+        be = get_backend("numba")
+    except BackendUnavailableError as exc:
+        pytest.skip(str(exc))
+    x = Tensor(rng.standard_normal(5).astype(np.float16), backend=be, requires_grad=True)
+    before = dict(be.paths)
+    F.gelu(x).sum().backward()
+    for op in ("gelu", "gelu_backward"):
+        assert be.paths[op, "fallback"] == before.get((op, "fallback"), 0) + 1, op
+        assert be.paths[op, "fused"] == before.get((op, "fused"), 0), op
+    assert be.fallbacks["gelu"] == "no compiled kernel for dtype float16"
+    assert x.grad.dtype == np.float16
+
+
+# ---------------------------------------------------------------------------- threads
+
+
+def test_configure_threads_is_explicit_and_says_what_it_chose(monkeypatch):
+    import threadpoolctl
+
+    for var in ("OMP_WAIT_POLICY", *backends.threads.THREAD_VARS):
+        monkeypatch.delenv(var, raising=False)
+    limits = []
+    monkeypatch.setattr(threadpoolctl, "threadpool_limits", lambda n, user_api: limits.append((n, user_api)))
+    assert backends.configure_threads("numpy") == "threads: backend 'numpy', left as they are"
+    assert limits == [] and "OMP_WAIT_POLICY" not in os.environ
+    try:
+        get_backend("numba")
+    except BackendUnavailableError as exc:
+        pytest.skip(str(exc))
+    line = backends.configure_threads("numba")
+    assert line == "threads: backend 'numba', OMP_WAIT_POLICY=passive, BLAS limited to 1 thread"
+    assert limits == [(1, "blas")] and os.environ["OMP_WAIT_POLICY"] == "passive"
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")  # the user's choice wins
+    assert backends.configure_threads("numba").endswith("BLAS threads as set by OPENBLAS_NUM_THREADS=2")
+    assert backends.configure_threads("numba", blas_threads=2).endswith("BLAS limited to 2 threads")
+
+
+def test_running_numba_kernels_leaves_threads_alone(tmp_path):
+    pytest.importorskip("numba")
+    script = (
+        "import os, numpy as np\n"
+        "from threadpoolctl import threadpool_info\n"
+        "import minihyena as mh\n"
+        "from minihyena import functional as F\n"
+        "blas = lambda: {i['filepath']: i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'}\n"
+        "before = blas()\n"
+        "x = mh.Tensor(np.ones((2, 3, 8), np.float32), backend='numba', requires_grad=True)\n"
+        "F.gelu(F.fftconv(x, mh.Tensor(np.ones((3, 8), np.float32)))).sum().backward()\n"
+        "after = blas()\n"
+        "print(os.environ.get('OMP_WAIT_POLICY'), all(after[f] == n for f, n in before.items()),\n"
+        "      mh.get_backend('numba').paths['gelu', 'fused'])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", *backends.threads.THREAD_VARS)}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["None", "True", "1"]

@@ -260,3 +260,19 @@ def test_too_short_text_is_counted_in_words_that_agree(tmp_path):
     (tmp_path / "one.txt").write_text("a", encoding="utf-8")
     proc = cli("train", "--data", "one.txt", "--out", "run", *SMALL, cwd=tmp_path)
     assert_clean_error(proc, "1 character,")
+
+
+def test_the_numba_backend_thread_choice_is_made_and_logged_by_the_command(tmp_path):
+    from minihyena.backends import available_backends
+
+    if "numba" not in available_backends():
+        pytest.skip("the numba backend is not installed")
+    (tmp_path / "t.txt").write_text(" ".join(WORDS * 20), encoding="utf-8")
+    e = {k: v for k, v in env().items() if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_WAIT_POLICY")}
+    proc = subprocess.run([sys.executable, "-m", "minihyena", "train", "--data", "t.txt", "--out", "run", *SMALL,
+                           "--sample-tokens", "0", "--backend", "numba"], cwd=tmp_path, env=e, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "threads: backend 'numba', OMP_WAIT_POLICY=passive, BLAS limited to 1 thread" in proc.stdout
+    plain = cli("train", "--data", "t.txt", "--out", "run2", *SMALL, "--sample-tokens", "0", cwd=tmp_path)
+    assert plain.returncode == 0 and "threads:" not in plain.stdout  # numpy: nothing chosen, nothing said

@@ -158,3 +158,55 @@ def test_random_sizes_match_direct(B, D, L, seed):
     u, k, skip = r.standard_normal((B, D, L)), r.standard_normal((D, L)), r.standard_normal(D)
     y = F.fftconv(Tensor(u), Tensor(k), Tensor(skip)).numpy()
     np.testing.assert_allclose(y, direct_conv(u, k, skip), rtol=1e-10, atol=1e-10)
+
+
+# ---------------------------------------------------------------------------- FFT length and count
+
+
+def _smooth(n: int) -> bool:
+    for p in (2, 3, 5):
+        while n % p == 0:
+            n //= p
+    return n == 1
+
+
+def test_fft_size_is_the_smallest_fast_length_without_wrap_around():
+    for L in range(1, 600):
+        n = backend_base.fft_size(L)
+        assert n >= 2 * L - 1 and _smooth(n), L
+        assert not any(_smooth(m) for m in range(2 * L - 1, n)), f"L = {L}: a smaller fast length than {n} exists"
+    assert backend_base.fft_size(129) == 270  # 2L = 258 = 2 * 3 * 43 would be slow
+
+
+@pytest.mark.parametrize("with_skip", [True, False])
+@pytest.mark.parametrize("L", [7, 129])
+def test_forward_and_backward_take_six_ffts_of_the_fast_length(rng, monkeypatch, L, with_skip):
+    """rfft of u, k (kept by the forward) and g; irfft of U K, G conj(K) and sum_b G conj(U)."""
+    from minihyena import get_backend
+
+    be, calls = get_backend("numpy"), []
+    real_rfft, real_irfft = be.rfft, be.irfft
+    monkeypatch.setattr(be, "rfft", lambda x, n: calls.append(("rfft", x.shape, n)) or real_rfft(x, n))
+    monkeypatch.setattr(be, "irfft", lambda X, n: calls.append(("irfft", X.shape, n)) or real_irfft(X, n))
+    u = Tensor(rng.standard_normal((2, 3, L)), requires_grad=True)
+    k = Tensor(rng.standard_normal((3, L)), requires_grad=True)
+    skip = Tensor(rng.standard_normal(3), requires_grad=True) if with_skip else None
+    y = F.fftconv(u, k, skip)
+    assert len(calls) == 3
+    y.backward(rng.standard_normal(y.shape))
+    n = backend_base.fft_size(L)
+    bins = n // 2 + 1
+    assert sorted(calls) == sorted([
+        ("rfft", (2, 3, L), n), ("rfft", (3, L), n), ("irfft", (2, 3, bins), n),  # forward
+        ("rfft", (2, 3, L), n), ("irfft", (2, 3, bins), n), ("irfft", (3, bins), n),  # backward: g, du, dk
+    ])
+
+
+def test_skip_gradient_is_the_lag_zero_filter_gradient(rng):
+    """D_c u_t enters y_t exactly as k_{c,0} u_t does, so their gradients are equal."""
+    u = Tensor(rng.standard_normal((3, 2, 9)))
+    k, skip = Tensor(rng.standard_normal((2, 9)), requires_grad=True), Tensor(rng.standard_normal(2), requires_grad=True)
+    g = rng.standard_normal((3, 2, 9))
+    F.fftconv(u, k, skip).backward(g)
+    np.testing.assert_allclose(skip.grad, (g * u.numpy()).sum(axis=(0, 2)), rtol=1e-12)
+    np.testing.assert_allclose(skip.grad, k.grad[:, 0], rtol=1e-12)

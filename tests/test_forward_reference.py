@@ -343,3 +343,39 @@ def test_cross_entropy_all_ignored_is_zero(rng):
 def test_float32_stays_float32(rng, op):
     x = Tensor(rng.standard_normal((2, 3, 4)).astype(np.float32))
     assert op(x).dtype == np.float32
+
+
+# ---------------------------------------------------------------------------- mixed float dtypes
+
+
+def _mixed_cases():
+    a32 = lambda *s: Tensor(np.ones(s, dtype=np.float32))  # noqa: E731
+    a64 = lambda *s: Tensor(np.ones(s, dtype=np.float64))  # noqa: E731
+    return {
+        "add": (lambda: F.add(a32(3), a64(3)), "add: mixed float dtypes, a is float32 but b is float64"),
+        "mul": (lambda: a64(2, 3) * a32(3), "mul: mixed float dtypes, a is float64 but b is float32"),
+        "matmul": (lambda: a32(2, 3) @ a64(3, 2), "matmul: mixed float dtypes, a is float32 but b is float64"),
+        "linear": (lambda: F.linear(a64(2, 3), a32(4, 3), a32(4)), "linear: mixed float dtypes, x is float64 but weight is float32"),
+        "linear bias": (lambda: F.linear(a32(2, 3), a32(4, 3), a64(4)), "linear: .* x is float32 but bias is float64"),
+        "fftconv": (lambda: F.fftconv(a32(1, 2, 5), a32(2, 5), a64(2)), "fftconv: .* u is float32 but skip is float64"),
+        "short_conv": (lambda: F.short_conv(a64(1, 2, 5), a32(2, 3)), "short_conv: .* z is float64 but weight is float32"),
+        "layer_norm": (lambda: F.layer_norm(a64(2, 4), a32(4), a32(4)), "layer_norm: .* x is float64 but weight is float32"),
+        "concatenate": (lambda: F.concatenate([a32(2), a32(2), a64(2)], axis=0),
+                        "concatenate: .* tensor 0 is float32 but tensor 2 is float64"),
+        "attention": (lambda: F.causal_attention(a32(1, 1, 2, 2), a32(1, 1, 2, 2), a64(1, 1, 2, 2)),
+                      "causal_attention: .* q is float32 but v is float64"),
+    }
+
+
+@pytest.mark.parametrize("case", _mixed_cases().values(), ids=_mixed_cases().keys())
+def test_mixed_float_dtypes_are_an_error_naming_both(case):
+    fn, message = case
+    with pytest.raises(TypeError, match=message):
+        fn()
+
+
+def test_constants_take_the_tensors_dtype():
+    """Python numbers and plain arrays are cast to the tensor's dtype: no promotion, no error."""
+    x = Tensor(np.ones(3, dtype=np.float32))
+    for y in (x * 0.5, x + np.ones(3, dtype=np.float64), 2.0 / x):
+        assert y.dtype == np.float32

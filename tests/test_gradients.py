@@ -1,24 +1,70 @@
-"""Float64 gradient checks of every primitive against finite differences, at gradcheck's default tolerances."""
+"""Float64 gradient checks of every primitive against finite differences, at gradcheck's default tolerances.
+
+Every check runs on every backend (``on_backend``): NumPy, Numba with its long convolution on the
+direct path (``numba``) and on the FFT path (``numba-fft``), and CuPy where a GPU answers. The checks
+of ops that a backend fuses also assert, from the backend's ``paths`` counter, that the fused kernels
+are what ran (``assert_fused``), so a kernel that declined its inputs cannot pass unnoticed.
+"""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from minihyena import Function, Tensor
+from minihyena import BackendUnavailableError, Function, Tensor, get_backend, use_backend
 from minihyena import functional as F
+from minihyena.nn.model import HyenaConfig, HyenaLM
 from minihyena.testing import GradcheckError, gradcheck
+
+BACKENDS = ["numpy", "numba", "numba-fft", pytest.param("cupy", marks=pytest.mark.gpu)]
+_BEFORE: dict = {}  # the backend's paths counter when the current test started
+
+
+def pytest_generate_tests(metafunc):
+    if "on_backend" in metafunc.fixturenames and not metafunc.function.__name__.startswith("test_gradcheck_"):
+        metafunc.parametrize("on_backend", BACKENDS, indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def on_backend(request, monkeypatch):
+    """Run the test with new tensors on one backend; ``numba-fft`` sends every long convolution to the FFT path."""
+    variant = getattr(request, "param", "numpy")
+    try:
+        be = get_backend(variant.split("-")[0])
+    except BackendUnavailableError as exc:
+        pytest.skip(str(exc))
+    if variant == "numba-fft":
+        monkeypatch.setattr(be, "direct_max_len", -1)
+    _BEFORE.clear()
+    _BEFORE.update(be.paths)
+    be.variant = variant
+    with use_backend(be.name):
+        yield be
+
+
+def assert_fused(be, *ops, conv_path: str | None = None):
+    """Each of ``ops`` that ``be`` has a fused kernel for ran that kernel during this test, and never fell back;
+    on Numba, the long convolution took ``conv_path`` (default: the variant's, direct or fft)."""
+    for op in ops:
+        if getattr(be, op) is None:
+            continue
+        assert be.paths[op, "fused"] > _BEFORE.get((op, "fused"), 0), f"{be.name}: the fused {op} kernel did not run"
+        assert be.paths[op, "fallback"] == _BEFORE.get((op, "fallback"), 0), f"{be.name}: {op} fell back: {be.fallbacks}"
+    if "causal_conv" in ops and be.name == "numba":
+        path = conv_path or ("fft" if be.variant == "numba-fft" else "direct")
+        assert be.paths["causal_conv", path] > _BEFORE.get(("causal_conv", path), 0), f"numba: no {path} convolution ran"
 
 # ---------------------------------------------------------------------------- convolutions
 
 
 @pytest.mark.parametrize("B, D, L, Lk", [(1, 1, 1, 1), (2, 3, 7, 7), (1, 2, 16, 16), (2, 2, 5, 9)])
 @pytest.mark.parametrize("with_skip", [True, False])
-def test_fftconv(leaf, B, D, L, Lk, with_skip):
+def test_fftconv(leaf, on_backend, B, D, L, Lk, with_skip):
     u, k = leaf(B, D, L), leaf(D, Lk)  # (B, D, L), (D, Lk >= L)
     if with_skip:
         gradcheck(F.fftconv, [u, k, leaf(D)], name="fftconv")
     else:
         gradcheck(F.fftconv, [u, k], name="fftconv")
+    assert_fused(on_backend, "causal_conv", "causal_xcorr")
 
 
 def test_fftconv_noncontiguous_input(leaf):
@@ -27,12 +73,19 @@ def test_fftconv_noncontiguous_input(leaf):
     gradcheck(lambda u, k, s: F.fftconv(F.swapaxes(u, 1, 2), k, s), [u, k, skip], name="fftconv(swapaxes)")
 
 
+def test_fftconv_longer_than_the_direct_path(leaf, on_backend):
+    u, k, skip = leaf(2, 2, 131), leaf(2, 131), leaf(2)  # 131 > numba's direct_max_len; 2L - 1 = 261 -> n = 270
+    gradcheck(F.fftconv, [u, k, skip], name="fftconv", n_points=6)
+    assert_fused(on_backend, "causal_conv", "causal_xcorr", conv_path="fft")
+
+
 @pytest.mark.parametrize("B, C, L, K", [(1, 1, 1, 1), (2, 3, 8, 3), (1, 2, 5, 4), (2, 2, 2, 3)])
 @pytest.mark.parametrize("with_bias", [True, False])
-def test_short_conv(leaf, B, C, L, K, with_bias):
+def test_short_conv(leaf, on_backend, B, C, L, K, with_bias):
     z, w = leaf(B, C, L), leaf(C, K)  # (B, C, L), (C, K)
     args = [z, w, leaf(C)] if with_bias else [z, w]
     gradcheck(F.short_conv, args, name="short_conv")
+    assert_fused(on_backend, "short_conv", "short_conv_xcorr")
 
 
 # ---------------------------------------------------------------------------- matrices
@@ -55,9 +108,10 @@ def test_matmul(leaf, a_shape, b_shape):
 
 
 @pytest.mark.parametrize("ids", [[0, 2, 2, 5, 0, 0], [[1, 1], [4, 3], [1, 0]], 3])
-def test_embedding(leaf, ids):
+def test_embedding(leaf, on_backend, ids):
     w = leaf(6, 3)  # (V, D); repeated ids must add their rows' gradients
     gradcheck(lambda w: F.embedding(np.array(ids), w), [w], name="embedding")
+    assert_fused(on_backend, "scatter_rows")
 
 
 # ---------------------------------------------------------------------------- elementwise
@@ -88,9 +142,10 @@ def test_unary(leaf, op, shape):
     gradcheck(op, [leaf(*shape)], name=op.__name__)
 
 
-def test_gelu_wide_range():
+def test_gelu_wide_range(on_backend):
     x = Tensor(np.linspace(-6.0, 6.0, 49), requires_grad=True, dtype=np.float64)  # tails and the kink at 0
     gradcheck(F.gelu, [x], name="gelu", n_points=10)
+    assert_fused(on_backend, "gelu", "gelu_backward")
 
 
 @pytest.mark.parametrize("p", [0.3, 0.5])
@@ -175,17 +230,23 @@ def test_getitem(leaf, index):
     gradcheck(lambda x: F.getitem(x, index), [leaf(4, 5)], name="getitem", n_points=5)
 
 
+@pytest.mark.parametrize("B, H, L, d", [(1, 1, 1, 2), (2, 2, 5, 3)])
+def test_causal_attention(leaf, B, H, L, d):
+    gradcheck(F.causal_attention, [leaf(B, H, L, d), leaf(B, H, L, d), leaf(B, H, L, d)], name="causal_attention")
+
+
 # ---------------------------------------------------------------------------- normalisation and losses
 
 
 @pytest.mark.parametrize("shape", [(4, 5), (2, 3, 6), (3, 1)])
 @pytest.mark.parametrize("affine", [True, False])
-def test_layer_norm(leaf, shape, affine):
+def test_layer_norm(leaf, on_backend, shape, affine):
     D = shape[-1]
     if affine:
         gradcheck(F.layer_norm, [leaf(*shape), leaf(D), leaf(D)], name="layer_norm")
     else:
         gradcheck(F.layer_norm, [leaf(*shape)], name="layer_norm")
+    assert_fused(on_backend, "layer_norm", "layer_norm_backward")
 
 
 def test_layer_norm_weight_only(leaf):
@@ -206,13 +267,28 @@ def test_softmax(leaf, axis):
         ((5,), 3),  # one position
     ],
 )
-def test_cross_entropy(leaf, shape, targets):
+def test_cross_entropy(leaf, on_backend, shape, targets):
     gradcheck(lambda z: F.cross_entropy(z, np.array(targets)), [leaf(*shape)], name="cross_entropy")
+    assert_fused(on_backend, "cross_entropy", "cross_entropy_backward")
 
 
 def test_cross_entropy_custom_ignore_index(leaf):
     t = np.array([2, -1, 0, -1])
     gradcheck(lambda z: F.cross_entropy(z, t, ignore_index=-1), [leaf(4, 3)], name="cross_entropy")
+
+
+def test_hyena_lm_float64(leaf, on_backend):
+    """The whole model: every parameter of a small HyenaLM (order 3, so two long convolutions per block)."""
+    cfg = HyenaConfig(vocab_size=7, d_model=4, n_layer=2, l_max=10, order=3, filter_order=6, emb_dim=3, dtype="float64")
+    model = HyenaLM(cfg, seed=1)
+    assert model.backend is on_backend
+    rng = np.random.default_rng(2)
+    ids, targets = rng.integers(0, 7, (2, 10)), rng.integers(0, 7, (2, 10))
+    targets[0, :2] = -100  # ignored positions
+    params = list(model.parameters())
+    gradcheck(lambda *ps: model.loss(ids, targets), params, name="HyenaLM")
+    assert_fused(on_backend, "causal_conv", "causal_xcorr", "short_conv", "short_conv_xcorr", "gelu", "gelu_backward",
+                 "layer_norm", "layer_norm_backward", "cross_entropy", "cross_entropy_backward", "scatter_rows")
 
 
 def test_composite_graph(leaf):
@@ -285,3 +361,24 @@ def test_gradcheck_rejects_float32():
     x = Tensor(np.ones(3, dtype=np.float32), requires_grad=True)
     with pytest.raises(TypeError, match="float64"):
         gradcheck(F.sin, [x])
+
+
+def test_gradcheck_catches_a_wrong_fused_kernel(monkeypatch, leaf):
+    """A fused kernel 0.1% off in the weight gradient fails the check on its backend (the reference passes)."""
+    try:
+        be = get_backend("numba")
+    except BackendUnavailableError as exc:
+        pytest.skip(str(exc))
+    real = be.short_conv_xcorr
+
+    def off(g, w, z):
+        dz, dw = real(g, w, z)
+        return dz, dw * 1.001
+
+    monkeypatch.setattr(be, "short_conv_xcorr", off)
+    z, w = leaf(2, 3, 8), leaf(3, 3)
+    gradcheck(F.short_conv, [z, w], name="short_conv")  # numpy: the reference
+    with use_backend("numba"):
+        z, w = leaf(2, 3, 8), leaf(3, 3)
+        with pytest.raises(GradcheckError, match=r"short_conv: argument 1 \(3, 3\)"):
+            gradcheck(F.short_conv, [z, w], name="short_conv")

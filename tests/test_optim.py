@@ -163,3 +163,41 @@ def test_optimizer_state_with_wrong_shape_is_rejected():
     state["m.0"] = np.zeros((2, 3))
     with pytest.raises(ValueError, match="shape"):
         make_run(0)[1].load_state_dict(state)
+
+
+def test_a_groups_lr_scales_with_the_schedule(rng):
+    """Group lr 2x the base: twice the step at any point of the schedule (first step: each entry moves by lr)."""
+    a, b = param(rng, 4), param(rng, 4)
+    opt = AdamW([{"params": [a]}, {"params": [b], "lr": 0.02}], lr=0.01, weight_decay=0.0)
+    for lr in (0.01, 0.004):  # the constructor's lr, then a scheduled one
+        start = [a.numpy().copy(), b.numpy().copy()]
+        a.grad, b.grad = np.ones(4), np.ones(4)
+        opt.lr = lr
+        opt.step()
+        step_a, step_b = start[0] - a.numpy(), start[1] - b.numpy()
+        np.testing.assert_allclose(step_b, 2 * step_a, rtol=1e-12)
+        if lr == 0.01:
+            np.testing.assert_allclose(step_a, 0.01, rtol=1e-6)  # m_hat / sqrt(v_hat) = 1 at t = 1
+    assert opt.group_lr(opt.groups[1]) == pytest.approx(0.008)
+
+
+def test_a_groups_lr_and_weight_decay_together(rng):
+    p = param(rng, 3)
+    before = p.numpy().copy()
+    p.grad = np.zeros(3)  # only the decay moves p: p <- p (1 - lr wd)
+    AdamW([{"params": [p], "lr": 0.5, "weight_decay": 0.1}], lr=0.25).step()
+    np.testing.assert_allclose(p.numpy(), before * (1 - 0.5 * 0.1), rtol=1e-12)
+
+
+@pytest.mark.parametrize("group, message", [
+    ({"params": [], "learning_rate": 0.1}, r"group 0 has unknown keys \['learning_rate'\]"),
+    ({"lr": 0.1}, "group 0 has no 'params'"),
+])
+def test_bad_parameter_groups_are_rejected(group, message):
+    with pytest.raises(ValueError, match=message):
+        AdamW([group], lr=0.01)
+
+
+def test_a_group_lr_needs_a_nonzero_base_lr(rng):
+    with pytest.raises(ValueError, match="base lr is 0"):
+        AdamW([{"params": [param(rng, 2)], "lr": 0.1}], lr=0.0)

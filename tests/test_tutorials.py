@@ -2,12 +2,16 @@
 
 The tutorials are jupytext percent-format scripts; the docs build executes them as notebooks,
 but a plain subprocess is the quickest check and a failure points at the line. Each run sets
-``MINIHYENA_SMOKE=1`` (small sizes) and ``MPLBACKEND=Agg`` (no display needed).
+``MINIHYENA_SMOKE=1`` (small sizes), ``MPLBACKEND=Agg`` (no display needed) and
+``MINIHYENA_READONLY_GRADS=1`` (a backward that edits its incoming gradient fails, as in the tests).
+A tutorial's claims are ``assert`` statements, so the exit status checks them; a claim printed
+straight from a comparison (``print("same:", np.allclose(...))``) is flagged.
 """
 from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +35,7 @@ def test_tutorial_runs(path: Path, tmp_path: Path):
     env = dict(os.environ)
     env["MINIHYENA_SMOKE"] = "1"
     env["MPLBACKEND"] = "Agg"
+    env["MINIHYENA_READONLY_GRADS"] = "1"
     env.pop("MINIHYENA_BACKEND", None)  # the tutorials show the reference NumPy backend
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     proc = subprocess.run(
@@ -47,6 +52,20 @@ def test_tutorial_runs(path: Path, tmp_path: Path):
             f"--- stderr ---\n{proc.stderr[-6000:]}\n--- stdout (tail) ---\n{proc.stdout[-2000:]}",
             pytrace=False,
         )
+
+
+# a print whose argument is a comparison: the claim it shows would never fail the run
+_PRINTED_CLAIM = re.compile(r"print\(.*(np\.(allclose|array_equal|isclose|all)\(|\s(==|<=|>=|<|>)\s)")
+
+
+@pytest.mark.parametrize("path", TUTORIALS, ids=lambda p: p.name)
+def test_tutorial_claims_are_asserted(path: Path):
+    lines = path.read_text(encoding="utf-8").splitlines()
+    printed = [f"line {i}: {line.strip()}" for i, line in enumerate(lines, 1)
+               if _PRINTED_CLAIM.search(line) and not line.lstrip().startswith("#")]
+    assert not printed, f"{path.name}: compute the claim, assert it, then print it:\n" + "\n".join(printed)
+    if int(path.name[:2]) >= 3:
+        assert any(line.lstrip().startswith("assert ") for line in lines), f"{path.name} asserts nothing"
 
 
 @pytest.mark.parametrize("path", TUTORIALS, ids=lambda p: p.name)

@@ -140,7 +140,9 @@ full = np.convolve(u, k)  # length 2L - 1
 folded = full[:L].copy()
 folded[: L - 1] += full[L:]  # output L + t lands on t
 circular = causal_conv_fft(u, k, n=L)
-print("circular = linear + folded tail:", np.allclose(circular, folded))
+folds = np.allclose(circular, folded)
+print("circular = linear + folded tail:", folds)
+assert folds
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 3))
@@ -213,9 +215,9 @@ plt.show()
 #
 # `minihyena.functional.fftconv` works on a batch of multi-channel sequences, shape
 # $(B, D, L)$, with one filter per channel, shape $(D, L)$, shared over the batch, plus a
-# per-channel skip term $D_c\, u_t$. Its forward is the `causal_conv_fft` above
-# (see `Backend.causal_conv` in `minihyena/backends/base.py`). We compare it with the
-# direct sum, channel by channel.
+# per-channel skip term $D_c\, u_t$. Its forward is the `causal_conv_fft` above, with the FFT
+# length rounded up to a fast one, $n \ge 2L - 1$ with no prime factor above 5 (see `FFTConv` in
+# `minihyena/functional/conv.py`). We compare it with the direct sum, channel by channel.
 
 # %%
 from minihyena import Tensor

@@ -96,7 +96,8 @@ def backward_loops(g, u, k, D):
 #   \partial k = \mathrm{irfft}\big(G \cdot \overline{U}\big)_{[:L]},$$
 #
 # with $G, K, U$ the length-$2L$ real FFTs of $g, k, u$. The backward costs three FFTs
-# (and shares $G$), the same order as the forward.
+# (and shares $G$), the same order as the forward. (The library's `FFTConv` keeps $U$ and $K$
+# from its forward pass, so its backward transforms only $g$, then inverts two products.)
 
 # %%
 def backward_fft(g, u, k, D):

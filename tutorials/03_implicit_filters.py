@@ -120,6 +120,7 @@ deltas = filt.modulation.deltas.numpy()
 t_star = np.log(100) / np.abs(deltas)
 print("|delta|:", np.abs(deltas))
 print("t* (fraction of l_max where the window reaches 1e-2):", t_star)
+assert np.isclose(t_star.max(), 1.5) and np.isclose(t_star.min(), 0.3)  # from `slow` down to `fast`
 
 fig, ax = plt.subplots(figsize=(7, 3))
 for c in range(D):
@@ -139,6 +140,7 @@ plt.show()
 k, skip = filt(L_MAX)  # (1, D, L), (1, D)
 print("filters:", k.shape, " skip terms:", skip.shape)
 print("max |filt(L) - raw * window| =", np.abs(k.numpy()[0] - (raw * window).T).max())
+assert np.allclose(k.numpy()[0], (raw * window).T, rtol=1e-6, atol=1e-7)  # the layers one by one = forward
 
 fig, axes = plt.subplots(1, 2, figsize=(11, 3), sharex=True)
 for c in (0, D // 2, D - 1):
@@ -162,7 +164,9 @@ plt.show()
 
 # %%
 k_short, _ = filt(L_MAX // 4)
-print("short filters are prefixes:", np.allclose(k_short.numpy(), k.numpy()[..., : L_MAX // 4]))
+prefixes = np.allclose(k_short.numpy(), k.numpy()[..., : L_MAX // 4])
+print("short filters are prefixes:", prefixes)
+assert prefixes
 
 # %% [markdown]
 # ### The frequency $w$
@@ -177,15 +181,18 @@ print("short filters are prefixes:", np.allclose(k_short.numpy(), k.numpy()[...,
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 3), sharex=True)
+largest_tap, mean_skip = {}, {}
 for ax, w in zip(axes, (1.0, 10.0)):
     f_w = HyenaFilter(d_model=D, n_filters=1, l_max=L_MAX, filter_order=32, emb_dim=9, w=w, rng=0)
     k_w, skip_w = f_w(L_MAX)
     ax.plot(n, k_w.numpy()[0, :4].T)
     ax.set(title=f"w = {w:g}", xlabel="tap")
-    print(f"w = {w:4g}: largest |tap| = {np.abs(k_w.numpy()).max():.2e}, "
-          f"mean |skip| = {np.abs(skip_w.numpy()).mean():.2f}")
+    largest_tap[w], mean_skip[w] = np.abs(k_w.numpy()).max(), np.abs(skip_w.numpy()).mean()
+    print(f"w = {w:4g}: largest |tap| = {largest_tap[w]:.2e}, mean |skip| = {mean_skip[w]:.2f}")
 fig.tight_layout()
 plt.show()
+assert 100 < largest_tap[10.0] / largest_tap[1.0] < 10_000  # about a thousand apart
+assert mean_skip[1.0] == mean_skip[10.0] and mean_skip[1.0] > 1000 * largest_tap[1.0]  # skips: same, far larger
 
 # %% [markdown]
 # Same shapes, a factor of about a thousand apart. With $w = 1$ the skip term is thousands of
@@ -212,6 +219,8 @@ for l_max in lengths:
     explicit.append(ExplicitFilter(Dm, 1, l_max, rng=0).num_parameters())
     print(f"l_max = {l_max:6d}: implicit {implicit[-1]:9,d}   explicit {explicit[-1]:11,d}")
 print("formula:", F_ * (E + 2 * F_ + 4) + Dm * (F_ + 1))
+assert implicit == [F_ * (E + 2 * F_ + 4) + Dm * (F_ + 1)] * len(lengths)  # the same at every length
+assert explicit == [Dm * (l_max + 1) for l_max in lengths]
 
 fig, ax = plt.subplots(figsize=(6, 3))
 ax.loglog(lengths, implicit, "o-", label="implicit (HyenaFilter)")
@@ -237,6 +246,7 @@ filt.zero_grad()
 loss.backward()
 for name, p in filt.named_parameters():
     print(f"{name:12s} {str(p.shape):10s} |grad| = {np.linalg.norm(p.grad):.3e}")
+    assert np.linalg.norm(p.grad) > 0, f"no gradient reached {name}"
 
 # %% [markdown]
 # Next, [Tutorial 4](04_data_controlled_matrix.py) puts these filters inside the Hyena

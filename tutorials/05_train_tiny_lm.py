@@ -83,6 +83,7 @@ model = HyenaLM(model_cfg, seed=0, vocab_size=tok.vocab_size)
 print(f"{model.num_parameters():,} parameters")
 loss0 = model.loss(x[:, :SEQ_LEN], y[:, :SEQ_LEN]).item()
 print(f"loss before training: {loss0:.3f}   ln V = {np.log(tok.vocab_size):.3f}")
+assert abs(loss0 - np.log(tok.vocab_size)) < 0.05 * np.log(tok.vocab_size)  # close to uniform
 
 # %% [markdown]
 # ## 3. Training
@@ -111,6 +112,7 @@ result = trainer.run(progress=False)
 print(f"{result.step} steps in {time.perf_counter() - t0:.0f} s, "
       f"{result.tokens_per_second:,.0f} tokens/s; "
       f"final validation loss {result.val_loss:.3f}")
+assert result.val_loss < loss0  # it learned something
 
 # %% [markdown]
 # `trainer.history` records the training loss of every step and the validation loss at each
@@ -180,9 +182,12 @@ ckpt = out_dir / "ckpt.npz"
 print(f"{ckpt.name}: {ckpt.stat().st_size / 1e6:.1f} MB")
 model2, tok2, meta = load_model(ckpt)
 print("saved at step", meta["train_state"]["step"], "with", meta["model_config"])
+assert meta["train_state"]["step"] == result.step
 again = generate(model2, tok2.encode(prompt), max_new_tokens=40 if SMOKE else 300,
                  temperature=0.8, top_k=20, seed=1)
-print("same sample from the reloaded model:", np.array_equal(again, ids))
+same = np.array_equal(again, ids)
+print("same sample from the reloaded model:", same)
+assert same
 
 # %% [markdown]
 # The same checkpoint can continue training, exactly where it stopped, with

@@ -114,6 +114,8 @@ baselines = {
 }
 for name, acc in baselines.items():
     print(f"{name:26s} {100 * acc:5.1f}%")
+assert baselines["recall (look up the key)"] == 1.0  # the look-up is always right
+assert baselines["chance"] < baselines["most frequent value"] < 1.0  # counting helps, but is not enough
 
 # %% [markdown]
 # So a model at 50-60% may have learned no more than counting. Only accuracy well above the
@@ -125,6 +127,7 @@ for name, acc in baselines.items():
 perfect = np.zeros(y_test.shape + (VOCAB,))
 perfect[np.arange(len(y_test)), -1, answers] = 1.0
 print("answer_accuracy of perfect logits:", answer_accuracy(perfect, y_test))
+assert answer_accuracy(perfect, y_test) == 1.0
 
 # %% [markdown]
 # ## 3. Training three mixers
@@ -158,6 +161,7 @@ for mixer in MIXERS:
     r = rows[-1]
     print(f"{mixer:13s} {r['params']:8,d} parameters, {r['steps']:4d} steps in {r['seconds']:4.1f} s: "
           f"test accuracy {100 * r['accuracy']:.1f}%")
+    assert r["steps"] > 0 and 0.0 <= r["accuracy"] <= 1.0 and curve, mixer  # it trained and was evaluated
 
 # %%
 print(format_table(rows, cfg))

@@ -70,6 +70,7 @@ with mh.use_backend(other) as be:
 t2 = mh.Tensor(np.arange(4.0))
 print("after the block:  tensor on", t2.backend.name)
 print("an op mixing the two runs on:", (t * t2).backend.name)
+assert t.backend.name == other and t2.backend.name == "numpy" and (t * t2).backend.name == other
 
 # %% [markdown]
 # NumPy and Numba share NumPy arrays, so their tensors mix freely: an op runs on the one with
@@ -99,6 +100,17 @@ for name in mh.known_backends():
 # AdamW update. We build the same model (same seed) on each backend, run one step to warm up
 # (Numba compiles its kernels on first use, or loads them from its on-disk cache), then time a
 # few steps and take the median.
+#
+# Numba's worker threads and NumPy's BLAS threads (the matrix products) share the cores, and
+# both spin while they wait. Using a backend never changes threads; a program chooses, once,
+# before the first kernel runs. `configure_threads("numba")` makes idle OpenMP workers sleep
+# (`OMP_WAIT_POLICY=passive`) and limits BLAS to one thread unless `OPENBLAS_NUM_THREADS` (or
+# `OMP_NUM_THREADS`, `MKL_NUM_THREADS`) is set, and returns a line saying what it did. The
+# `minihyena` command line does the same for the backend it runs on.
+
+# %%
+if HAVE_NUMBA:
+    print(mh.backends.configure_threads("numba"))
 
 # %%
 B, L = (2, 64) if SMOKE else (4, 512)
@@ -136,6 +148,7 @@ for name, (sec, losses) in results.items():
     print(f"  {name:6s} {1000 * sec:7.1f} ms per step   losses {np.round(losses, 4)}")
 if HAVE_NUMBA:
     print(f"  numba is {results['numpy'][0] / results['numba'][0]:.1f}x faster than numpy here")
+    np.testing.assert_allclose(results["numba"][1], results["numpy"][1], rtol=1e-3)  # the same losses
 
 # %% [markdown]
 # The two backends compute the same numbers up to float32 round-off (the kernels sum in a
@@ -143,9 +156,22 @@ if HAVE_NUMBA:
 # Numba is depends on the machine and the sizes: its kernels fuse what NumPy does in many
 # passes over memory, and the speed-up is largest where the array work, not Python, dominates.
 # On a shared machine single timings are noisy; `benchmarks/backend_speed.py` measures more
-# carefully, each backend in its own process. (One reason: once its first kernel has run, the
-# Numba backend limits NumPy's matrix products to one BLAS thread for the whole process, unless
-# `OPENBLAS_NUM_THREADS` is set, so the order in which things run in one process matters.)
+# carefully, each backend in its own process (the thread settings above hold for the whole
+# process, so the order in which things run in one process matters).
+#
+# Which kernels ran? Every op asks its backend for a fused kernel and runs its own reference code
+# when there is none; the backend counts each answer in `paths`, and a kernel that declines its
+# inputs (Numba has none for float16, say) is counted as a `"fallback"`, never silently.
+
+# %%
+if HAVE_NUMBA:
+    nb = mh.get_backend("numba")
+    fused_counts = {op: n for (op, how), n in sorted(nb.paths.items()) if how == "fused"}
+    print(fused_counts)
+    assert nb.paths["causal_conv", "fused"] > 0 and not nb.fallbacks
+print("numpy has no fused kernels:", {how for (_, how) in mh.get_backend("numpy").paths})
+
+# %% [markdown]
 #
 # ## 4. A GPU
 #
@@ -185,7 +211,9 @@ reference = model(ids).numpy()
 target = "cupy" if HAVE_CUPY else other
 model.to(target)
 print("after model.to:", {p.backend.name for p in model.parameters()})
-print("same logits:", np.allclose(model(ids).numpy(), reference, atol=1e-5))
+same = np.allclose(model(ids).numpy(), reference, atol=1e-5)
+print("same logits:", same)
+assert same
 
 path = Path(tempfile.mkdtemp(prefix="minihyena-tutorial7-")) / "ckpt.npz"
 model.to("numpy")
@@ -194,6 +222,7 @@ save_checkpoint(path, arrays, {"model_config": small.to_dict(), "tokenizer": tok
 loaded, _, _ = load_model(path, backend=target)
 same = np.allclose(loaded(ids).numpy(), reference, atol=1e-5)
 print("loaded on:", loaded.backend.name, "- same logits:", same)
+assert same and loaded.backend.name == target
 shutil.rmtree(path.parent)  # the checkpoint was only for this check
 
 # %% [markdown]

@@ -1,7 +1,8 @@
 """Backend registry: which array library and kernels the ops run on.
 
-A backend supplies the array module (``xp``), FFTs and a few hot kernels. It holds no
-backward formulas: those live once, in :mod:`minihyena.functional`.
+A backend supplies the array module (``xp``), its FFTs and optional fused kernels. It holds no
+calculus: every op's forward and backward are written once, in :mod:`minihyena.functional`, and
+a fused kernel only computes the same numbers faster (``Backend.fused``, ``Backend.paths``).
 
 Selection order, first match wins:
 
@@ -13,6 +14,9 @@ Selection order, first match wins:
 ``"auto"`` picks the fastest backend that works here: ``cupy`` if a CUDA device answers,
 else ``numba`` if it is installed, else ``numpy``. A backend that is asked for by name but
 cannot run raises :class:`BackendUnavailableError` with the reason; there is no silent fallback.
+
+Using a backend never changes thread pools; :func:`configure_threads` is the explicit choice
+(the command line makes it for the backend it runs on).
 """
 from __future__ import annotations
 
@@ -22,11 +26,13 @@ import importlib
 import os
 
 from .base import Backend, BackendUnavailableError
+from .threads import configure_threads
 
 __all__ = [
     "Backend",
     "BackendUnavailableError",
     "available_backends",
+    "configure_threads",
     "get_backend",
     "known_backends",
     "register_backend",

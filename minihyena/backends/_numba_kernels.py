@@ -1,5 +1,7 @@
 """Compiled loops of the Numba backend (imported only when that backend is first used).
 
+Each kernel is a fused version of an op's reference code in :mod:`minihyena.functional` (or of
+:func:`minihyena.optim.adamw_update`); the docstrings there carry the formulas and derivations.
 Every kernel writes into output arrays that the caller allocates, takes C-contiguous float32 or
 float64 arrays, and runs its outer loop with ``prange`` (rows, channels or chunks of a flat array).
 Constants come in an array ``cst`` of the data's dtype: a Python float literal would make Numba
@@ -46,111 +48,87 @@ def jit(fn=None, **options):
     return wrap(fn) if fn is not None else wrap
 
 
-# ---------------------------------------------------------------------------- long causal convolution, direct
+# ---------------------------------------------------------------------------- causal FIR filters (direct sums)
 @jit(parallel=True, fastmath=_FAST)
-def conv_direct(u, k, y):
-    """y[b,d,t] = sum_{s<=t} k[d,s] u[b,d,t-s], O(L^2) per row: one axpy per lag s (vectorised)."""
-    B, D, L = u.shape
-    for r in prange(B * D):
-        ur = u[r // D, r % D]
-        kr = k[r % D]
-        yr = y[r // D, r % D]
+def fir(u, h, y):
+    """y[b,c,t] = sum_s h[c,s] u[b,c,t-s] (s < K, t-s >= 0), one axpy per lag s, rows in parallel.
+
+    The long convolution's direct path (K = L taps) and the short convolution (K taps, reversed) both."""
+    B, C, L = u.shape
+    K = h.shape[1]
+    for r in prange(B * C):
+        ur = u[r // C, r % C]
+        hr = h[r % C]
+        yr = y[r // C, r % C]
         yr[:] = 0
-        for s in range(L):
-            ks = kr[s]
+        for s in range(min(K, L)):
+            hs = hr[s]
             ys = yr[s:]
             for t in range(L - s):
-                ys[t] += ks * ur[t]
+                ys[t] += hs * ur[t]
 
 
 @jit(parallel=True, fastmath=_FAST)
-def xcorr_direct(g, k, u, a, bk):
-    """a[b,d,t] = sum_s g[b,d,t+s] k[d,s]; bk[d,s] = sum_b sum_t g[b,d,t+s] u[b,d,t]. Parallel over d."""
-    B, D, L = u.shape
-    for d in prange(D):
-        kr = k[d]
-        bd = bk[d]
-        bd[:] = 0
+def fir_xcorr(g, h, u, a, bh):
+    """The FIR's backward correlations: a[b,c,t] = sum_s h[c,s] g[b,c,t+s];
+    bh[c,s] = sum_b sum_t g[b,c,t+s] u[b,c,t]. Parallel over channels, so each bh[c] has one writer."""
+    B, C, L = u.shape
+    K = h.shape[1]
+    for c in prange(C):
+        hr = h[c]
+        bc = bh[c]
+        bc[:] = 0
         for b in range(B):
-            gr = g[b, d]
-            ur = u[b, d]
-            ar = a[b, d]
+            gr = g[b, c]
+            ur = u[b, c]
+            ar = a[b, c]
             ar[:] = 0
-            for s in range(L):
-                ks = kr[s]
+            for s in range(min(K, L)):
+                hs = hr[s]
                 gs = gr[s:]
-                acc = bd[s] * 0
+                acc = bc[s] * 0
                 for t in range(L - s):
-                    ar[t] += ks * gs[t]
+                    ar[t] += hs * gs[t]
                     acc += gs[t] * ur[t]
-                bd[s] += acc
+                bc[s] += acc
 
 
 # ---------------------------------------------------------------------------- long causal convolution, FFT
 @jit(parallel=True)
-def conv_fft(u, k, y, n):
-    """y = irfft(rfft(u, n) * rfft(k, n))[:L] one row at a time: the spectra stay in cache, no (B, D, n) arrays."""
+def conv_fft(u, k, y, U, K, n):
+    """K[d] = rfft(k[d], n); U[b,d] = rfft(u[b,d], n); y[b,d] = irfft(U K)[:L], one row at a time (the
+    product in place in the row's own spectrum). U and K are kept by the caller for xcorr_fft: the
+    backward then transforms only g."""
     B, D, L = u.shape
-    K = np.fft.rfft(k, n)  # (D, n//2+1)
+    F = K.shape[1]
+    for d in prange(D):
+        K[d] = np.fft.rfft(k[d], n)
     for r in prange(B * D):
-        y[r // D, r % D] = np.fft.irfft(np.fft.rfft(u[r // D, r % D], n) * K[r % D], n)[:L]
+        X = np.fft.rfft(u[r // D, r % D], n)
+        U[r // D, r % D] = X
+        Kd = K[r % D]
+        for f in range(F):
+            X[f] *= Kd[f]
+        y[r // D, r % D] = np.fft.irfft(X, n)[:L]
 
 
 @jit(parallel=True)
-def xcorr_fft(g, k, u, a, bk, n):
-    """Per channel d: a = irfft(G conj(K))[:L] per batch row; bk = irfft(sum_b G conj(U))[:L]."""
-    B, D, L = u.shape
+def xcorr_fft(g, U, K, a, bk, n):
+    """Per channel d: a[b,d] = irfft(G conj(K))[:L] for each batch row; bk[d] = irfft(sum_b G conj(U))[:L]
+    (the batch summed in the spectrum: one inverse FFT per channel). Products in place, no temporaries."""
+    B, D, L = g.shape
+    F = K.shape[1]
     for d in prange(D):
-        Kc = np.conj(np.fft.rfft(k[d], n))
-        S = np.zeros_like(Kc)
+        Kd = K[d]
+        S = np.zeros_like(Kd)
         for b in range(B):
             G = np.fft.rfft(g[b, d], n)
-            S += G * np.conj(np.fft.rfft(u[b, d], n))
-            a[b, d] = np.fft.irfft(G * Kc, n)[:L]
+            Ub = U[b, d]
+            for f in range(F):
+                S[f] += G[f] * np.conj(Ub[f])
+                G[f] *= np.conj(Kd[f])
+            a[b, d] = np.fft.irfft(G, n)[:L]
         bk[d] = np.fft.irfft(S, n)[:L]
-
-
-# ---------------------------------------------------------------------------- short depthwise convolution
-@jit(parallel=True, fastmath=_FAST)
-def short_conv(z, w, y):
-    """y[b,c,t] = sum_j w[c,j] z[b,c,t-lag_j], lag_j = K-1-j: one axpy per tap, rows in parallel."""
-    B, C, L = z.shape
-    K = w.shape[1]
-    for r in prange(B * C):
-        zr = z[r // C, r % C]
-        yr = y[r // C, r % C]
-        yr[:] = 0
-        for j in range(K):
-            lag = K - 1 - j
-            if lag < L:
-                wj = w[r % C, j]
-                ys = yr[lag:]
-                for t in range(L - lag):
-                    ys[t] += wj * zr[t]
-
-
-@jit(parallel=True, fastmath=_FAST)
-def short_conv_xcorr(g, w, z, a, bw):
-    """a[b,c,t] = sum_j w[c,j] g[b,c,t+lag_j]; bw[c,j] = sum_{b,t} g[b,c,t+lag_j] z[b,c,t]. Parallel over c."""
-    B, C, L = z.shape
-    K = w.shape[1]
-    for c in prange(C):
-        bw[c, :] = 0
-        for b in range(B):
-            gr = g[b, c]
-            zr = z[b, c]
-            ar = a[b, c]
-            ar[:] = 0
-            for j in range(K):
-                lag = K - 1 - j
-                if lag < L:
-                    wj = w[c, j]
-                    gs = gr[lag:]
-                    acc = wj * 0
-                    for t in range(L - lag):
-                        ar[t] += wj * gs[t]
-                        acc += gs[t] * zr[t]
-                    bw[c, j] += acc
 
 
 # ---------------------------------------------------------------------------- elementwise (flat arrays)

@@ -1,12 +1,13 @@
-"""The CuPy backend: the same reference kernels on a CUDA GPU, with a few fused elementwise kernels.
+"""The CuPy backend: the ops' reference code on a CUDA GPU, with a few fused elementwise kernels.
 
-Almost everything is inherited: :mod:`minihyena.backends.base` is written against ``self.xp``, and
-here ``xp`` is ``cupy``, so the long convolution runs on ``cupy.fft`` (cuFFT, with CuPy's plan cache)
-and the rest on CuPy's array operations. What this module adds:
+The ops in :mod:`minihyena.functional` are written against ``backend.xp``, and here ``xp`` is
+``cupy``, so the long convolution runs on ``cupy.fft`` (cuFFT, with CuPy's plan cache) and the rest
+on CuPy's array operations. What this module adds:
 
 * moving data: ``asarray`` copies host arrays to the device, ``to_numpy`` copies back;
-* GELU forward/backward and the AdamW update as single ``cupy.ElementwiseKernel`` launches (the
-  array expressions launch one kernel per operation and allocate a temporary for each);
+* fused kernels for GELU's forward and backward and the AdamW update, each a single
+  ``cupy.ElementwiseKernel`` launch (the reference expressions launch one kernel per operation and
+  allocate a temporary for each);
 * ``scatter_add`` through ``cupyx.scatter_add`` (atomic adds; repeated indices are summed).
 
 Importing this module never imports CuPy; :meth:`CupyBackend.unavailable_reason` checks, in order, that
@@ -15,11 +16,14 @@ proves that the driver and the runtime compiler work).
 """
 from __future__ import annotations
 
+import math
 from importlib.util import find_spec
 
 import numpy as np
 
-from .base import GELU_C, Backend
+from .base import Backend
+
+GELU_C = math.sqrt(2.0 / math.pi)  # c of GELU's tanh form (minihyena.functional.GELU)
 
 INSTALL_HINT = "pip install 'minihyena[cupy]'"
 
@@ -72,6 +76,7 @@ class CupyBackend(Backend):
         import cupy
         import cupyx
 
+        super().__init__()
         self.xp = cupy
         self._cupyx = cupyx
         self._gelu_fwd = cupy.ElementwiseKernel("T x", "T y, T t", _GELU_FWD, "minihyena_gelu_fwd")
@@ -94,28 +99,29 @@ class CupyBackend(Backend):
     def owns(self, array) -> bool:
         return isinstance(array, self.xp.ndarray)
 
+    def scatter_add(self, target, index, values) -> None:
+        """``cupyx.scatter_add``: atomic adds, so repeated indices are summed."""
+        self._cupyx.scatter_add(target, index, values)
+
     # ------------------------------------------------------------------ fused kernels
+    def declines(self, op: str, arrays) -> str | None:
+        """The elementwise kernels are written for floating-point data."""
+        for a in arrays:
+            if a is not None and a.dtype.kind != "f":
+                return f"no fused kernel for dtype {a.dtype}"
+        return None
+
     def gelu(self, x):
-        """One kernel launch writing y and tanh (same formula as the reference)."""
-        if x.dtype.kind != "f":
-            return super().gelu(x)
+        """One kernel launch writing y and tanh (the formula of :class:`~minihyena.functional.GELU`)."""
         return self._gelu_fwd(x)
 
     def gelu_backward(self, g, x, t):
-        """One kernel launch (same formula as the reference)."""
-        if not (g.dtype == x.dtype == t.dtype) or x.dtype.kind != "f":
-            return super().gelu_backward(g, x, t)
+        """One kernel launch (the formula of :class:`~minihyena.functional.GELU`)."""
         return self._gelu_bwd(g, x, t)
 
     def adamw_update(self, p, g, m, v, lr, b1, b2, eps, wd, c1, c2):
         """One in-place kernel launch over p, m, v; scalars cast to the parameter dtype first."""
-        if not (p.dtype == g.dtype == m.dtype == v.dtype) or p.dtype.kind != "f":
-            return super().adamw_update(p, g, m, v, lr, b1, b2, eps, wd, c1, c2)
         T = p.dtype.type
         decay = 1.0 - lr * wd if wd else 1.0
         scalars = [T(s) for s in (b1, 1 - b1, b2, 1 - b2, decay, lr / c1, c2, eps)]
         self._adamw(g, *scalars, p, m, v)
-
-    def scatter_add(self, target, index, values) -> None:
-        """``cupyx.scatter_add``: atomic adds, so repeated indices are summed."""
-        self._cupyx.scatter_add(target, index, values)

@@ -7,8 +7,8 @@ from .base import Backend
 
 
 class NumpyBackend(Backend):
-    """Plain NumPy: ``numpy.fft`` for the long convolution, vectorised loops over taps for the
-    short one. Nothing is compiled, so what you read in :mod:`minihyena.backends.base` runs."""
+    """Plain NumPy and ``numpy.fft``, no fused kernels: every op runs the reference code written in
+    :mod:`minihyena.functional`, so what you read there is what runs."""
 
     name = "numpy"
     device = "cpu"

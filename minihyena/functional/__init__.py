@@ -1,6 +1,9 @@
 """The primitives: each a :class:`~minihyena.autograd.Function` with a forward and a hand-derived backward.
 
-Models are written with these (and the Tensor operators that call them); gradients then follow.
+Each op's file holds its formula, its derivation and its reference code, written against the
+backend's array module; where a backend has a fused kernel for the op (``Backend.fused``), the op
+uses it instead. Models are written with these (and the Tensor operators that call them);
+gradients then follow.
 """
 from .attention import CausalAttention, causal_attention
 from .conv import FFTConv, ShortConv, fftconv, short_conv

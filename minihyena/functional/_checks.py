@@ -34,6 +34,25 @@ def check_float(op: str, name: str, x) -> None:
         raise TypeError(f"{op}: {name} must be a floating-point tensor, got dtype {np.dtype(x.dtype)}")
 
 
+def check_same_float(op: str, **tensors) -> None:
+    """All floating-point tensors among ``tensors`` (None skipped) must share one dtype.
+
+    An op never promotes: a float32 weight meeting a float64 input would give float64 outputs but
+    float32 gradients. Cast one side instead (``Tensor(x, dtype=...)``, ``model.to(dtype=...)``).
+    """
+    first = None
+    for name, t in tensors.items():
+        if t is None or not is_float(t):
+            continue
+        if first is None:
+            first = (name, np.dtype(t.dtype))
+        elif np.dtype(t.dtype) != first[1]:
+            raise TypeError(
+                f"{op}: mixed float dtypes, {first[0]} is {first[1]} but {name} is {np.dtype(t.dtype)}; "
+                "cast one of them (Tensor(x, dtype=...), or model.to(dtype=...) for a model's parameters)"
+            )
+
+
 def check_int(op: str, name: str, x) -> None:
     if not np.issubdtype(np.dtype(x.dtype), np.integer):
         raise TypeError(f"{op}: {name} must hold integer ids, got dtype {np.dtype(x.dtype)}")
@@ -61,7 +80,10 @@ def check_ids(op: str, name: str, ids, high: int, ignore_index: int | None = Non
 
 
 def unbroadcast(g, shape: tuple, dtype):
-    """Sum a broadcast gradient back to ``shape`` (the reverse of NumPy broadcasting)."""
+    """Sum a broadcast gradient back to ``shape`` (the reverse of NumPy broadcasting).
+
+    May return ``g`` itself (no copy): like every gradient a backward receives, the result is read-only.
+    """
     while g.ndim > len(shape):
         g = g.sum(axis=0)
     for axis, n in enumerate(shape):

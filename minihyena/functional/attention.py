@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 from ..autograd import Function, Tensor
-from ._checks import check_float, check_ndim
+from ._checks import check_float, check_ndim, check_same_float
 
 
 class CausalAttention(Function):
@@ -64,6 +64,7 @@ def causal_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     for name, t in (("q", q), ("k", k), ("v", v)):
         check_float("causal_attention", name, t)
         check_ndim("causal_attention", name, t, 4, "(batch, heads, length, head_dim)")
+    check_same_float("causal_attention", q=q, k=k, v=v)
     if not q.shape == k.shape == v.shape:
         raise ValueError(f"causal_attention: q, k, v must have one shape, got {q.shape}, {k.shape}, {v.shape}")
     return CausalAttention.apply(q, k, v)

@@ -1,8 +1,13 @@
-"""Convolutions: the long causal FFT convolution and the short depthwise convolution."""
+"""Convolutions: the long causal FFT convolution and the short depthwise convolution.
+
+Each op's reference forward and backward are written here against the backend's array module;
+a backend with a fused kernel for one (``Backend.fused``) computes the same numbers faster.
+"""
 from __future__ import annotations
 
 from ..autograd import Function, Tensor
-from ._checks import check_float, check_ndim
+from ..backends import base as _base  # fft_size, looked up at call time
+from ._checks import check_float, check_ndim, check_same_float
 
 
 class FFTConv(Function):
@@ -10,33 +15,63 @@ class FFTConv(Function):
 
     $$y_{b,c,t} = \sum_{s=0}^{t} k_{c,s}\, u_{b,c,t-s} + D_c\, u_{b,c,t}$$
 
-    computed as ``irfft(rfft(u, 2L) * rfft(k, 2L))[:L]`` (padding to 2L keeps it linear, not circular).
+    computed as $y = \mathrm{irfft}(U K)_{[:L]} + D u$ with $U, K$ the real FFTs of u and k zero-padded
+    to a fast length $n \ge 2L - 1$ (so the circular convolution of length n is the linear one).
 
-    Backward with upstream $g$ (each sum a causal cross-correlation, computed with the same FFTs):
+    Backward with upstream $g$ (each sum a causal cross-correlation; derived in the docs page
+    "The backward of the FFT convolution"):
 
-    * $\partial u_{b,c,t} = \sum_{s \ge t} g_{b,c,s}\, k_{c,s-t} + D_c\, g_{b,c,t}$
-    * $\partial k_{c,j} = \sum_b \sum_{s \ge j} g_{b,c,s}\, u_{b,c,s-j}$
-    * $\partial D_c = \sum_{b,t} g_{b,c,t}\, u_{b,c,t}$
+    * $\partial u_{b,c,t} = \sum_{s \ge t} g_{b,c,s}\, k_{c,s-t} + D_c\, g_{b,c,t}
+      = \mathrm{irfft}(G \bar K)_{[:L]} + D_c g$
+    * $\partial k_{c,j} = \sum_b \sum_{s \ge j} g_{b,c,s}\, u_{b,c,s-j} = \mathrm{irfft}(\sum_b G \bar U)_{[:L]}$
+    * $\partial D_c = \sum_{b,t} g_{b,c,t}\, u_{b,c,t} = \partial k_{c,0}$ ($D_c u_t$ enters $y_t$ exactly as $k_{c,0} u_t$)
+
+    The forward keeps $U$ and $K$, so forward + backward take 6 FFTs: rfft of u, k, g, irfft of $UK$,
+    $G \bar K$ and $\sum_b G \bar U$ (the batch summed before the inverse transform).
 
     Shapes: u (B, D, L), k (D, L), skip (D,) -> y (B, D, L).
     """
 
     @staticmethod
     def forward(ctx, u, k, skip):
-        ctx.save_for_backward(u, k, skip)
-        y = ctx.backend.causal_conv(u, k)  # (B, D, L)
-        if skip is not None:
-            y += skip[:, None] * u
-        return y
+        be, L = ctx.backend, u.shape[-1]
+        fused = be.fused("causal_conv", u, k)
+        if fused is not None:
+            y, ctx.state = fused(u, k)  # (B, D, L); state: what the backend's causal_xcorr needs
+        else:
+            n = _base.fft_size(L)
+            U, K = be.rfft(u, n), be.rfft(k, n)  # (B, D, n//2+1), (D, n//2+1): kept for the backward
+            y = be.irfft(U * K, n)[..., :L]  # (B, D, L), a view into (B, D, n)
+            ctx.state = (U, K, n)
+        ctx.fused = fused is not None
+        ctx.save_for_backward(skip)
+        if skip is None:
+            return ctx.xp.ascontiguousarray(y, dtype=u.dtype)
+        out = skip[:, None] * u  # (B, D, L), a fresh contiguous array ...
+        out += y  # ... to which the convolution is added
+        return out
 
     @staticmethod
     def backward(ctx, g):
-        u, k, skip = ctx.saved
-        du, dk = ctx.backend.causal_xcorr(g, k, u)  # (B, D, L), (D, L)
-        dskip = None
-        if skip is not None:
-            du = du + skip[:, None] * g
-            dskip = (g * u).sum(axis=(0, 2)) if ctx.needs_input_grad[2] else None  # (D,)
+        (skip,) = ctx.saved
+        xp, be = ctx.xp, ctx.backend
+        want_u, want_k = ctx.needs_input_grad[0], ctx.needs_input_grad[1] or ctx.needs_input_grad[2]
+        if ctx.fused:  # the backward follows the forward's path: the state is the fused kernel's
+            be.paths["causal_xcorr", "fused"] += 1
+            du, dk = be.causal_xcorr(g, ctx.state)  # (B, D, L), (D, L)
+        else:
+            U, K, n = ctx.state
+            L = g.shape[-1]
+            G = be.rfft(g, n)  # (B, D, n//2+1)
+            du = be.irfft(G * K.conj(), n)[..., :L] if want_u else None  # (B, D, L), a view into (B, D, n)
+            dk = be.irfft((G * U.conj()).sum(axis=0), n)[..., :L] if want_k else None  # (D, L)
+        if skip is not None and want_u:
+            du_total = skip[:, None] * g  # (B, D, L): D g ...
+            du_total += du  # ... plus the correlation, with no further temporary
+            du = du_total
+        dskip = dk[:, 0].copy() if ctx.needs_input_grad[2] else None  # (D,): the lag-0 filter gradient
+        du = None if du is None else xp.ascontiguousarray(du, dtype=g.dtype)
+        dk = None if dk is None or not ctx.needs_input_grad[1] else xp.ascontiguousarray(dk, dtype=g.dtype)
         return du, dk, dskip
 
 
@@ -49,6 +84,7 @@ def fftconv(u: Tensor, k: Tensor, skip: Tensor | None = None) -> Tensor:
     check_float("fftconv", "k", k)
     check_ndim("fftconv", "u", u, 3, "(batch, channels, length)")
     check_ndim("fftconv", "k", k, 2, "(channels, length)")
+    check_same_float("fftconv", u=u, k=k, skip=skip)
     B, D, L = u.shape
     if k.shape[0] != D:
         raise ValueError(f"fftconv: k has {k.shape[0]} channels but u has {D}: u {u.shape}, k {k.shape}")
@@ -68,19 +104,29 @@ class ShortConv(Function):
 
     $$y_{b,c,t} = \beta_c + \sum_{j=0}^{K-1} W_{c,j}\, z_{b,c,\,t-(K-1)+j}$$
 
-    (zeros before t = 0; tap K-1 multiplies the current token). Backward with upstream $g$:
+    (zeros before t = 0; tap K-1 multiplies the current token, tap j looks $K-1-j$ steps back).
+    Backward with upstream $g$:
 
-    * $\partial z_{b,c,t} = \sum_j W_{c,j}\, g_{b,c,\,t+(K-1)-j}$
+    * $\partial z_{b,c,t} = \sum_j W_{c,j}\, g_{b,c,\,t+(K-1)-j}$ (the same taps, looking forward)
     * $\partial W_{c,j} = \sum_{b,t} g_{b,c,t}\, z_{b,c,\,t-(K-1)+j}$
     * $\partial \beta_c = \sum_{b,t} g_{b,c,t}$
 
-    Shapes: z (B, C, L), W (C, K), bias (C,) -> y (B, C, L).
+    The reference makes one vectorised pass per tap. Shapes: z (B, C, L), W (C, K), bias (C,) -> y (B, C, L).
     """
 
     @staticmethod
     def forward(ctx, z, weight, bias):
         ctx.save_for_backward(z, weight)
-        y = ctx.backend.short_conv(z, weight)  # (B, C, L)
+        fused = ctx.backend.fused("short_conv", z, weight)
+        if fused is not None:
+            y = fused(z, weight)  # (B, C, L)
+        else:
+            L, K = z.shape[-1], weight.shape[1]
+            y = ctx.xp.zeros(z.shape, dtype=z.dtype)  # (B, C, L)
+            for j in range(K):
+                lag = K - 1 - j  # tap j looks `lag` steps back
+                if lag < L:
+                    y[..., lag:] += weight[None, :, j, None] * z[..., : L - lag]
         if bias is not None:
             y += bias[:, None]
         return y
@@ -88,7 +134,17 @@ class ShortConv(Function):
     @staticmethod
     def backward(ctx, g):
         z, weight = ctx.saved
-        dz, dw = ctx.backend.short_conv_xcorr(g, weight, z)  # (B, C, L), (C, K)
+        fused = ctx.backend.fused("short_conv_xcorr", g, weight, z)
+        if fused is not None:
+            dz, dw = fused(g, weight, z)  # (B, C, L), (C, K)
+        else:
+            L, K = z.shape[-1], weight.shape[1]
+            dz, dw = ctx.xp.zeros(g.shape, dtype=g.dtype), ctx.xp.zeros(weight.shape, dtype=weight.dtype)
+            for j in range(K):
+                lag = K - 1 - j
+                if lag < L:
+                    dz[..., : L - lag] += weight[None, :, j, None] * g[..., lag:]
+                    dw[:, j] = (g[..., lag:] * z[..., : L - lag]).sum(axis=(0, 2))
         db = g.sum(axis=(0, 2)) if ctx.needs_input_grad[2] else None  # (C,)
         return dz, dw, db
 
@@ -99,6 +155,7 @@ def short_conv(z: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     check_float("short_conv", "weight", weight)
     check_ndim("short_conv", "z", z, 3, "(batch, channels, length)")
     check_ndim("short_conv", "weight", weight, 2, "(channels, kernel_size)")
+    check_same_float("short_conv", z=z, weight=weight, bias=bias)
     if weight.shape[0] != z.shape[1]:
         raise ValueError(f"short_conv: weight has {weight.shape[0]} channels but z has {z.shape[1]}: z {z.shape}, weight {weight.shape}")
     if weight.shape[1] < 1:

@@ -1,10 +1,12 @@
 """Elementwise primitives: broadcasting arithmetic, sin, exp, GELU and dropout."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..autograd import Function, Tensor
-from ._checks import check_float, tensors_pair, unbroadcast
+from ._checks import check_float, check_same_float, tensors_pair, unbroadcast
 
 
 def _broadcast_check(op: str, a: Tensor, b: Tensor) -> None:
@@ -75,7 +77,8 @@ class Div(Function):
 
 
 def _binary(fn, op: str, a, b) -> Tensor:
-    a, b = tensors_pair(a, b)
+    a, b = tensors_pair(a, b)  # a constant takes the tensor's dtype; two tensors must agree
+    check_same_float(op, a=a, b=b)
     _broadcast_check(op, a, b)
     return fn.apply(a, b)
 
@@ -129,24 +132,36 @@ class Sin(Function):
         return g * ctx.xp.cos(x)
 
 
-class GELU(Function):
-    r"""GELU, tanh form: $y = \tfrac12 x (1 + \tanh s)$ with $s = c (x + 0.044715 x^3)$, $c = \sqrt{2/\pi}$.
+GELU_C = math.sqrt(2.0 / math.pi)  # c in GELU's tanh form
 
-    Backward: $\partial x = g \left[\tfrac12 (1 + \tanh s) + \tfrac12 x (1 - \tanh^2 s)\, c (1 + 3 \cdot 0.044715 x^2)\right]$.
-    The arithmetic runs in the backend (``Backend.gelu``, ``Backend.gelu_backward``: these formulas, fused
-    where the backend can).
+
+class GELU(Function):
+    r"""GELU, tanh form: $y = \tfrac12 x (1 + t)$, $t = \tanh s$, $s = c (x + a x^3)$, $c = \sqrt{2/\pi}$, $a = 0.044715$.
+
+    Backward, with $\mathrm{d}t/\mathrm{d}s = 1 - t^2$ and $\mathrm{d}s/\mathrm{d}x = c (1 + 3 a x^2)$:
+    $\partial x = g \left[\tfrac12 (1 + t) + \tfrac12 x (1 - t^2)\, c (1 + 3 a x^2)\right]$.
+    $t$ is kept from the forward. Shapes: x (...) -> y (...).
     """
 
     @staticmethod
     def forward(ctx, x):
-        y, t = ctx.backend.gelu(x)  # t = tanh s
+        fused = ctx.backend.fused("gelu", x)
+        if fused is not None:
+            y, t = fused(x)
+        else:
+            t = ctx.xp.tanh(GELU_C * (x + 0.044715 * (x * x * x)))  # x*x*x: far faster than x**3
+            y = 0.5 * x * (1.0 + t)
         ctx.save_for_backward(x, t)
         return y
 
     @staticmethod
     def backward(ctx, g):
         x, t = ctx.saved
-        return ctx.backend.gelu_backward(g, x, t)
+        fused = ctx.backend.fused("gelu_backward", g, x, t)
+        if fused is not None:
+            return fused(g, x, t)
+        ds = GELU_C * (1.0 + 3.0 * 0.044715 * (x * x))  # ds/dx
+        return g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * ds)
 
 
 def _unary(fn, op: str, x: Tensor) -> Tensor:

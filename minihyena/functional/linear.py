@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..autograd import Function, Tensor
-from ._checks import check_float, check_ids, check_int, tensors_pair, unbroadcast
+from ._checks import check_float, check_ids, check_int, check_same_float, tensors_pair, unbroadcast
 
 
 def _swap_last(a):
@@ -38,6 +38,7 @@ def matmul(a, b) -> Tensor:
     a, b = tensors_pair(a, b)
     check_float("matmul", "a", a)
     check_float("matmul", "b", b)
+    check_same_float("matmul", a=a, b=b)
     if a.ndim < 2 or b.ndim < 2:
         raise ValueError(f"matmul: both operands need at least 2 dimensions, got shapes {a.shape} and {b.shape}")
     if a.shape[-1] != b.shape[-2]:
@@ -78,6 +79,7 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """Affine map over the last axis, PyTorch's layout: ``weight`` is (out_features, in_features)."""
     check_float("linear", "x", x)
     check_float("linear", "weight", weight)
+    check_same_float("linear", x=x, weight=weight, bias=bias)
     if weight.ndim != 2:
         raise ValueError(f"linear: weight must be 2-D (out, in), got shape {weight.shape}")
     if x.ndim < 1 or x.shape[-1] != weight.shape[1]:
@@ -101,8 +103,13 @@ class Embedding(Function):
     @staticmethod
     def backward(ctx, g):
         shape, dtype = ctx.weight_meta
-        gw = ctx.xp.zeros(shape, dtype=dtype)
-        ctx.backend.scatter_add(gw, ctx.ids.reshape(-1), g.reshape(-1, shape[1]))
+        gw = ctx.xp.zeros(shape, dtype=dtype)  # (V, D)
+        ids, rows = ctx.ids.reshape(-1), g.reshape(-1, shape[1])  # (N,), (N, D)
+        fused = ctx.backend.fused("scatter_rows", gw, rows)
+        if fused is not None:
+            fused(gw, ids, rows)
+        else:
+            ctx.backend.scatter_add(gw, ids, rows)  # repeated ids add up
         return None, gw
 
 

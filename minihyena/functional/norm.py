@@ -1,42 +1,61 @@
 """Normalisation and probability primitives: layer norm, softmax, cross-entropy."""
 from __future__ import annotations
 
-
 from ..autograd import Function, Tensor
-from ._checks import check_float, check_ids, check_int, normalize_axis
+from ._checks import check_float, check_ids, check_int, check_same_float, normalize_axis
 
 
 class LayerNorm(Function):
     r"""Layer norm over the last axis (size $D$):
 
-    $\mu = \frac1D \sum_i x_i$, $\sigma^2 = \frac1D \sum_i (x_i-\mu)^2$, $\hat x = (x-\mu)/\sqrt{\sigma^2+\epsilon}$,
-    $y = \gamma \odot \hat x + \beta$.
+    $\mu = \frac1D \sum_i x_i$, $\sigma^2 = \frac1D \sum_i (x_i-\mu)^2$, $r = 1/\sqrt{\sigma^2+\epsilon}$,
+    $\hat x = (x-\mu)\, r$, $y = \gamma \odot \hat x + \beta$.
 
-    Backward with upstream $g$ and $\hat g = g \odot \gamma$:
-    $\partial x = \frac{1}{\sqrt{\sigma^2+\epsilon}}\left(\hat g - \overline{\hat g} - \hat x\, \overline{\hat g \odot \hat x}\right)$
+    Backward with upstream $g$ and $\hat g = g \odot \gamma$: since $\partial \hat x_i / \partial x_j = r(\delta_{ij} - \frac1D - \frac1D \hat x_i \hat x_j)$,
+    $\partial x = r\left(\hat g - \overline{\hat g} - \hat x\, \overline{\hat g \odot \hat x}\right)$
     (bars are means over the last axis), $\partial\gamma = \sum_{\text{rows}} g \odot \hat x$, $\partial\beta = \sum_{\text{rows}} g$.
-    The arithmetic runs in the backend (``Backend.layer_norm``, ``Backend.layer_norm_backward``).
+    Shapes: x (..., D), weight and bias (D,) or None -> y (..., D).
     """
 
     @staticmethod
     def forward(ctx, x, weight, bias, eps):
-        y, xhat, rstd = ctx.backend.layer_norm(x, weight, bias, eps)  # (..., D), (..., D), (..., 1)
+        fused = ctx.backend.fused("layer_norm", x, weight, bias)
+        if fused is not None:
+            y, xhat, rstd = fused(x, weight, bias, eps)
+        else:
+            xc = x - x.mean(axis=-1, keepdims=True)
+            rstd = 1.0 / ctx.xp.sqrt((xc * xc).mean(axis=-1, keepdims=True) + eps)  # (..., 1)
+            xhat = xc * rstd  # (..., D)
+            y = xhat * weight if weight is not None else xhat.copy()
+            if bias is not None:
+                y += bias
         ctx.save_for_backward(xhat, rstd, weight)
-        return y
+        return y.astype(x.dtype, copy=False)
 
     @staticmethod
     def backward(ctx, g):
         xhat, rstd, weight = ctx.saved
-        dx, dw, db = ctx.backend.layer_norm_backward(g, xhat, rstd, weight)  # the formulas above
+        fused = ctx.backend.fused("layer_norm_backward", g, xhat, rstd, weight)
+        if fused is not None:
+            dx, dw, db = fused(g, xhat, rstd, weight)
+        else:
+            gh = g * weight if weight is not None else g  # (..., D)
+            dx = rstd * (gh - gh.mean(axis=-1, keepdims=True) - xhat * (gh * xhat).mean(axis=-1, keepdims=True))
+            rows = (-1, g.shape[-1])
+            dw = (g * xhat).reshape(rows).sum(axis=0) if weight is not None else None  # (D,)
+            db = g.reshape(rows).sum(axis=0)  # (D,)
         dw = dw if ctx.needs_input_grad[1] else None
         db = db if ctx.needs_input_grad[2] else None
-        return dx, dw, db, None
+        return dx.astype(g.dtype, copy=False), dw, db, None
 
 
 def layer_norm(x: Tensor, weight: Tensor | None = None, bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
     """Normalise the last axis to zero mean and unit variance, then scale and shift."""
     check_float("layer_norm", "x", x)
-    D = x.shape[-1] if x.ndim else None
+    check_same_float("layer_norm", x=x, weight=weight, bias=bias)
+    if x.ndim < 1:
+        raise ValueError(f"layer_norm: x must have a feature axis (..., D), got shape {x.shape}")
+    D = x.shape[-1]
     for name, p in (("weight", weight), ("bias", bias)):
         if p is not None:
             check_float("layer_norm", name, p)
@@ -75,10 +94,13 @@ def softmax(x: Tensor, axis: int = -1) -> Tensor:
 class CrossEntropy(Function):
     r"""Mean cross-entropy of logits against integer targets, skipping ``ignore_index``:
 
-    $\ell = \frac{1}{N} \sum_{n:\, t_n \ne \text{ignore}} \left(\log\sum_j e^{z_{n,j}} - z_{n,t_n}\right)$,
-    $N$ = the number of counted positions. Backward: $\partial z_n = \frac{g}{N}(\mathrm{softmax}(z_n) - e_{t_n})$
-    for counted rows, 0 for ignored ones. Shapes: logits (..., V), targets (...) -> scalar.
-    The row arithmetic runs in the backend (``Backend.cross_entropy``, ``Backend.cross_entropy_backward``).
+    $\ell = \frac{1}{N} \sum_{n:\, t_n \ne \text{ignore}} \left(\mathrm{lse}(z_n) - z_{n,t_n}\right)$,
+    $\mathrm{lse}(z_n) = \log\sum_j e^{z_{n,j}}$ (computed as $m + \log \sum_j e^{z_{n,j} - m}$, $m = \max_j z_{n,j}$),
+    $N$ = the number of counted positions.
+
+    Backward: $\partial\, \mathrm{lse}(z_n) / \partial z_{n,j} = e^{z_{n,j} - \mathrm{lse}(z_n)} = \mathrm{softmax}(z_n)_j$, so
+    $\partial z_n = \frac{g}{N}(\mathrm{softmax}(z_n) - e_{t_n})$ for counted rows, 0 for ignored ones.
+    Shapes: logits (..., V), targets (...) -> scalar.
     """
 
     @staticmethod
@@ -88,8 +110,14 @@ class CrossEntropy(Function):
         t = targets.reshape(-1)  # (N,)
         keep = t != ignore_index
         count = max(int(keep.sum()), 1)
-        safe_t = xp.where(keep, t, 0)
-        lse, picked = ctx.backend.cross_entropy(z, safe_t)  # (N,), (N,)
+        safe_t = xp.where(keep, t, 0)  # (N,): ignored rows point at class 0, then get weight 0
+        fused = ctx.backend.fused("cross_entropy", z)
+        if fused is not None:
+            lse, picked = fused(z, safe_t)  # (N,), (N,)
+        else:
+            m = z.max(axis=-1, keepdims=True)  # (N, 1)
+            lse = xp.log(xp.exp(z - m).sum(axis=-1)) + m[:, 0]  # (N,)
+            picked = xp.take_along_axis(z, safe_t[:, None], axis=-1)[:, 0]  # (N,)
         loss = ((lse - picked) * keep).sum() / count
         ctx.save_for_backward(z, lse, safe_t, keep)
         ctx.meta = (logits.shape, count)
@@ -100,7 +128,14 @@ class CrossEntropy(Function):
         z, lse, safe_t, keep = ctx.saved
         shape, count = ctx.meta
         scale = (keep * (g / count)).astype(z.dtype)  # (N,): g/N on counted rows, 0 on ignored ones
-        return ctx.backend.cross_entropy_backward(z, lse, safe_t, scale).reshape(shape), None, None
+        fused = ctx.backend.fused("cross_entropy_backward", z, lse, scale)
+        if fused is not None:
+            dz = fused(z, lse, safe_t, scale)
+        else:
+            dz = ctx.xp.exp(z - lse[:, None])  # (N, V): the softmax
+            dz[ctx.xp.arange(dz.shape[0]), safe_t] -= 1.0
+            dz *= scale[:, None]
+        return dz.reshape(shape), None, None
 
 
 def cross_entropy(logits: Tensor, targets, ignore_index: int = -100) -> Tensor:

@@ -6,7 +6,7 @@ import builtins
 import numpy as np
 
 from ..autograd import Function, Tensor
-from ._checks import normalize_axis
+from ._checks import check_same_float, normalize_axis
 
 
 class Reshape(Function):
@@ -73,8 +73,16 @@ class GetItem(Function):
     def backward(ctx, g):
         shape, dtype = ctx.in_meta
         gx = ctx.xp.zeros(shape, dtype=dtype)
-        ctx.backend.scatter_add(gx, ctx.index, g)
+        if _is_basic(ctx.index):  # ints and slices pick each element at most once
+            gx[ctx.index] = g
+        else:
+            ctx.backend.scatter_add(gx, ctx.index, g)  # integer arrays may repeat an element: add up
         return gx
+
+
+def _is_basic(index) -> bool:
+    items = index if isinstance(index, tuple) else (index,)
+    return all(isinstance(i, (int, np.integer, slice, type(None), type(Ellipsis))) for i in items)
 
 
 def getitem(x: Tensor, index) -> Tensor:
@@ -158,6 +166,7 @@ def concatenate(tensors, axis: int = -1) -> Tensor:
     if not tensors:
         raise ValueError("concatenate: needs at least one tensor")
     first = tensors[0]
+    check_same_float("concatenate", **{f"tensor {i}": t for i, t in enumerate(tensors)})
     axis = normalize_axis("concatenate", axis, first.ndim, first.shape)
     for i, t in enumerate(tensors):
         if t.ndim != first.ndim or any(a != b for d, (a, b) in enumerate(zip(t.shape, first.shape)) if d != axis):

@@ -19,8 +19,9 @@ def check_length(L: int, l_max: int) -> None:
 def check_input(owner: str, u, d_model: int, l_max: int, dtype, one_position: bool = False) -> None:
     """Refuse what a mixer cannot use, naming it: not a Tensor, not (B, L, d_model) (or (B, d_model) for
     ``one_position``, a decoding step), L > l_max, a float dtype other than the layer's (no silent
-    promotion), or NaN / inf values in a tensor handed in from outside (a leaf; activations computed
-    inside a model are not scanned: a diverging run is caught by the trainer's loss check)."""
+    promotion), or NaN / inf values in a leaf tensor. Leaves are what a user hands in, and under
+    ``no_grad`` every tensor; activations recorded for a backward are not scanned, so a diverging
+    training run is stopped by the trainer's loss check, with its own message."""
     want = f"(batch, {d_model})" if one_position else f"(batch, length, {d_model})"
     if not isinstance(u, Tensor):
         raise TypeError(f"{owner}: expected a Tensor of shape {want}, got {type(u).__name__}")

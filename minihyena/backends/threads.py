@@ -1,0 +1,60 @@
+"""An explicit, process-wide choice of thread pools for the CPU backends.
+
+Importing or using a backend never changes threads. A program that wants the settings below
+calls :func:`configure_threads` once, early (the ``minihyena`` command line does, for the backend
+it runs on), and gets back the one line it should log.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+log = logging.getLogger("minihyena.backends")
+
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+UNCHANGED = "left as they are"  # the end of the line configure_threads returns when it chose nothing
+
+
+def configure_threads(backend=None, blas_threads: int | None = None) -> str:
+    """Keep Numba's and BLAS's thread pools from fighting over the cores; return what was chosen.
+
+    For the ``numba`` backend (compiled kernels on Numba's OpenMP/TBB workers next to NumPy's BLAS
+    threads, both of which spin while they wait):
+
+    * ``OMP_WAIT_POLICY=passive``, unless set: idle OpenMP workers sleep instead of spinning. It only
+      takes effect if set before the first parallel kernel runs (the OpenMP runtime reads it once).
+    * BLAS limited to ``blas_threads`` threads (default 1) with threadpoolctl, unless one of
+      ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS`` is set or threadpoolctl is missing.
+
+    Measured on a 2-vCPU VM: with spinning workers a kernel launch cost 4-8 ms instead of 7 us, and a
+    train step (B=4, L=1024) took 2.9 s with two BLAS threads against 0.32 s with one while another
+    process kept a core busy. On an idle machine two BLAS threads make the matmuls up to twice as fast:
+    pass ``blas_threads=2`` or set ``OPENBLAS_NUM_THREADS``.
+
+    Other backends: BLAS is limited only if ``blas_threads`` is given. ``backend`` is a name, a
+    Backend or None (the current one). Returns a line such as
+    ``"threads: backend 'numba', OMP_WAIT_POLICY=passive, BLAS limited to 1 thread"``.
+    """
+    from . import get_backend
+
+    be = get_backend(backend)
+    choices = []
+    if be.name == "numba":
+        os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+        choices.append(f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}")
+        preset = [var for var in THREAD_VARS if var in os.environ]
+        if blas_threads is None and preset:
+            choices.append("BLAS threads as set by " + ", ".join(f"{v}={os.environ[v]}" for v in preset))
+        elif blas_threads is None:
+            blas_threads = 1
+    if blas_threads is not None:
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            choices.append("BLAS threads unchanged (threadpoolctl is not installed)")
+        else:
+            threadpool_limits(int(blas_threads), user_api="blas")
+            choices.append(f"BLAS limited to {int(blas_threads)} thread{'s' if int(blas_threads) != 1 else ''}")
+    line = f"threads: backend {be.name!r}, " + (", ".join(choices) if choices else UNCHANGED)
+    log.info(line)
+    return line
