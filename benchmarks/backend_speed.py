@@ -2,6 +2,10 @@
 
     python benchmarks/backend_speed.py                 # default sizes, every available backend
     python benchmarks/backend_speed.py --sizes 4x1024 --steps 3 --no-torch
+    python benchmarks/backend_speed.py --sizes 4x1024,2x4096,1x8192   # issue's long lengths, torch side by side
+
+"numpy+scipy" is the numpy backend with its FFTs on scipy.fft threads (``--fft-workers``, default 2).
+The last line gives the numba/torch ratio of step times at each size.
 
 One train step = forward, loss, backward, gradient clipping and an AdamW update, as in
 ``minihyena.train.Trainer.train_step``. The model is ``HyenaConfig()`` (d_model 128, 4 layers, order 2)
@@ -33,7 +37,11 @@ def _minihyena_step(backend: str, B: int, L: int):
     from minihyena.nn.model import HyenaConfig, HyenaLM
     from minihyena.optim import AdamW, clip_grad_norm, param_groups
 
-    configure_threads(backend)  # as the command line does: numba's workers sleep, BLAS on one thread (unless set)
+    fft_workers = None
+    if backend == "numpy+scipy":  # the numpy backend with its FFTs on scipy.fft threads
+        backend, fft_workers = "numpy", int(os.environ["MINIHYENA_BENCH_FFT_WORKERS"])
+    # as the command line does: numba's workers sleep, BLAS on one thread (unless set)
+    configure_threads(backend, fft_workers=fft_workers)
     model = HyenaLM(HyenaConfig(l_max=L)).to(backend)
     opt = AdamW(param_groups(model, 0.1), lr=1e-3)
     rng = np.random.default_rng(0)
@@ -99,7 +107,7 @@ def worker(name: str, sizes, warmup: int, steps: int) -> None:
 
 
 def run_worker(name: str, args) -> list[dict]:
-    env = dict(os.environ)
+    env = dict(os.environ, MINIHYENA_BENCH_FFT_WORKERS=str(args.fft_workers))
     if args.blas_threads:
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             env[var] = str(args.blas_threads)
@@ -121,6 +129,8 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first (compilation, caches)")
     p.add_argument("--blas-threads", type=int, default=0, help="threads for BLAS and torch (0: leave as is)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch CPU model")
+    p.add_argument("--fft-workers", type=int, default=2,
+                   help="also run the numpy backend with scipy.fft on this many threads (0: not)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",")]
@@ -131,6 +141,8 @@ def main(argv=None) -> int:
     from minihyena.backends import available_backends
 
     names = args.backends.split(",") if args.backends else available_backends()
+    if args.fft_workers and "numpy" in names:
+        names.insert(names.index("numpy") + 1, "numpy+scipy")
     if not args.no_torch:
         try:
             import torch  # noqa: F401  (only to know it is there; the worker imports it)
@@ -144,13 +156,19 @@ def main(argv=None) -> int:
         print("note: the numba worker calls configure_threads('numba'): BLAS on one thread unless "
               "OMP/OPENBLAS/MKL_NUM_THREADS is set")
     rows = [r for name in names for r in run_worker(name, args)]
-    base = {(r["B"], r["L"]): r["median"] for r in rows if r["backend"] == "numpy"}
-    print(f"\n{'backend':8s} {'B x L':>10s} {'params':>9s} {'step ms':>9s} {'tokens/s':>10s} {'vs numpy':>9s} {'warm-up s':>9s}")
+    median = {(r["backend"], r["B"], r["L"]): r["median"] for r in rows}
+    print(f"\n{'backend':12s} {'B x L':>10s} {'params':>9s} {'step ms':>9s} {'tokens/s':>10s} {'vs numpy':>9s} "
+          f"{'/ torch':>8s} {'warm-up s':>9s}")
     for B, L in sizes:
         for r in (r for r in rows if (r["B"], r["L"]) == (B, L)):
-            ratio = f"{base[B, L] / r['median']:.2f}x" if (B, L) in base else "-"
-            print(f"{r['backend']:8s} {f'{B} x {L}':>10s} {r['params']:9,d} {r['median'] * 1e3:9.1f} "
-                  f"{B * L / r['median']:10,.0f} {ratio:>9s} {r['warmup']:9.1f}")
+            speedup = f"{median['numpy', B, L] / r['median']:.2f}x" if ("numpy", B, L) in median else "-"
+            vs_torch = f"{r['median'] / median['torch', B, L]:.2f}" if ("torch", B, L) in median else "-"
+            print(f"{r['backend']:12s} {f'{B} x {L}':>10s} {r['params']:9,d} {r['median'] * 1e3:9.1f} "
+                  f"{B * L / r['median']:10,.0f} {speedup:>9s} {vs_torch:>8s} {r['warmup']:9.1f}")
+    pairs = [(B, L) for B, L in sizes if ("numba", B, L) in median and ("torch", B, L) in median]
+    if pairs:  # the target: a numba train step in at most 0.8 of torch's time at L >= 1024
+        print("backend_speed: numba/torch step time " + ", ".join(
+            f"{median['numba', B, L] / median['torch', B, L]:.2f} at {B}x{L}" for B, L in pairs))
     return 0
 
 

@@ -145,27 +145,52 @@ def _sample(args) -> int:
 
 
 def _recall(args) -> int:
-    from .nn.model import check_mixer
-    from .recall import TaskConfig, format_table, train_task
+    import platform
+    from pathlib import Path
 
-    for mixer in args.mixers:  # all of them before any training starts
+    from .backends import get_backend
+    from .nn.model import check_mixer
+    from .recall import TaskConfig, format_summary, parse_lrs, run_grid, save_results, summarize
+
+    for mixer in args.mixers:  # everything is checked before any training starts
         check_mixer(mixer)
-    rows = []
+    lrs = parse_lrs(args.lr, args.mixers)
+    if len(set(args.seeds)) != len(args.seeds):
+        raise ValueError(f"--seeds: each seed once, got {args.seeds}")
+    json_path = Path(args.json) if args.json else None
+    if json_path is not None and (json_path.is_dir() or not json_path.parent.is_dir()):
+        raise ValueError(f"--json: {json_path} is a folder or its folder does not exist")
+    cfg = TaskConfig(
+        task=args.task, vocab_size=args.vocab[0], seq_len=args.seq_len[0], d_model=args.d_model, n_layer=args.n_layer,
+        batch_size=args.batch_size, warmup_iters=args.warmup, max_steps=args.max_steps, time_limit=args.time_limit,
+        clock=args.clock, eval_every=args.eval_every, test_size=args.test_size, target=args.target,
+        seed=args.seeds[0], backend=args.backend,
+    )
     for vocab in args.vocab:
         for seq_len in args.seq_len:
-            cfg = TaskConfig(
-                task=args.task, vocab_size=vocab, seq_len=seq_len, d_model=args.d_model, n_layer=args.n_layer,
-                batch_size=args.batch_size, lr=args.lr, max_steps=args.max_steps, time_limit=args.time_limit,
-                eval_every=args.eval_every, target=args.target, seed=args.seed, backend=args.backend,
-            )
-            results = []
-            for mixer in args.mixers:
-                print(f"{args.task}, vocab {vocab}, L = {seq_len}: training {mixer}", flush=True)
-                results.append(train_task(mixer, cfg, log=None if args.quiet else print))
-            rows.append(format_table(results, cfg))
-            print("\n" + rows[-1] + "\n", flush=True)
-    if len(rows) > 1:
-        print("\n\n".join(rows))
+            dataclasses.replace(cfg, vocab_size=vocab, seq_len=seq_len)  # refuses a bad size now, not hours later
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("vocab_size", "seq_len", "lr", "seed")}
+    settings["backend"] = get_backend(args.backend).name
+    _threads(args.backend)  # before the first kernel runs
+    meta = {
+        "arguments": {k: v for k, v in vars(args).items() if k != "func"}, "settings": settings,
+        "vocab": args.vocab, "seq_len": args.seq_len, "lr": lrs, "seeds": args.seeds,
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                    "threads": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")}},
+    }
+
+    def save(runs):
+        if json_path is not None:
+            save_results(json_path, {**meta, "runs": runs, "summary": summarize(runs)})
+
+    runs = run_grid(cfg, args.vocab, args.seq_len, lrs, args.seeds, log=None if args.quiet else print,
+                    announce=lambda line: print(line, flush=True), on_run=save)
+    limit = f"time limit {args.time_limit:g} s ({args.clock} clock)" if args.time_limit else "no time limit"
+    print(f"\n{args.task}: {args.n_layer} layers, width {args.d_model}, backend {settings['backend']}, "
+          f"at most {args.max_steps} steps, {limit} per model\n")
+    print(format_summary(summarize(runs)))
+    if json_path is not None:
+        print(f"\nresults: {json_path}")
     return 0
 
 
@@ -223,12 +248,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--d-model", type=int, default=64)
     r.add_argument("--n-layer", type=int, default=2)
     r.add_argument("--batch-size", type=int, default=32)
-    r.add_argument("--lr", type=float, default=3e-3)
+    r.add_argument("--lr", nargs="+", default=None, metavar="[MIXER=]LR[,LR...]",
+                   help="peak learning rates: for every mixer, or per mixer (e.g. 3e-3 attention-rope=1e-3); "
+                        "several values: a sweep (default 3e-3)")
+    r.add_argument("--warmup", type=int, default=50, help="linear warm-up steps")
     r.add_argument("--max-steps", type=int, default=2000)
-    r.add_argument("--time-limit", type=float, default=None, help="seconds per model")
+    r.add_argument("--time-limit", type=float, default=None, help="seconds of training per model (evaluation not counted)")
+    r.add_argument("--clock", default="wall", choices=["wall", "cpu"],
+                   help="what --time-limit counts: wall seconds, or this process's CPU seconds (steadier on a shared machine)")
     r.add_argument("--eval-every", type=int, default=100)
+    r.add_argument("--test-size", type=int, default=256, help="test examples (scored on the answer)")
     r.add_argument("--target", type=float, default=0.99, help="stop a model once its test accuracy reaches this")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--seeds", "--seed", dest="seeds", type=int, nargs="+", default=[0],
+                   help="seeds of initialisation and data; several: mean and spread over them")
+    r.add_argument("--json", default=None, metavar="PATH", help="write settings, every run and its accuracy curve here")
     r.add_argument("--backend", default=None)
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(func=_recall)

@@ -62,6 +62,16 @@ def test_hyena_operator_refuses_bad_input(op, make, exc, pattern):
         op(make())
 
 
+@pytest.mark.parametrize("rotary", [False, True])
+@pytest.mark.parametrize("make, exc, pattern", OP_CASES.values(), ids=OP_CASES.keys())
+def test_attention_refuses_the_same_bad_input(make, exc, pattern, rotary):
+    from minihyena.nn.attention import CausalSelfAttention
+
+    attn = CausalSelfAttention(D, L_MAX, n_head=2, rotary=rotary, rng=0)
+    with pytest.raises(exc, match=pattern.replace("HyenaOperator", "CausalSelfAttention")):
+        attn(make())
+
+
 def test_operator_input_of_its_own_dtype_keeps_it(op):
     y = op(x(2, 4, D))
     assert y.dtype == np.float32 and y.shape == (2, 4, D)

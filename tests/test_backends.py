@@ -317,3 +317,33 @@ def test_running_numba_kernels_leaves_threads_alone(tmp_path):
                          timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["None", "True", "1"]
+
+
+def test_numpy_fft_workers_run_scipy_fft_with_the_same_result(monkeypatch):
+    pytest.importorskip("scipy")
+    import scipy.fft
+
+    from minihyena import Tensor
+    from minihyena import functional as F
+    from minihyena.backends.numpy_backend import NumpyBackend
+
+    be = NumpyBackend()  # a private instance: the registry's stays as it is
+    rng = np.random.default_rng(0)
+    u, k = rng.standard_normal((3, 4, 300)), rng.standard_normal((4, 300))
+    plain = F.fftconv(Tensor(u, backend=be), Tensor(k, backend=be)).numpy()
+    calls = []
+    real = scipy.fft.rfft
+    monkeypatch.setattr(scipy.fft, "rfft", lambda *a, **kw: calls.append(kw["workers"]) or real(*a, **kw))
+    be.set_fft_workers(2)
+    threaded = F.fftconv(Tensor(u, backend=be), Tensor(k, backend=be)).numpy()
+    assert calls and set(calls) == {2}  # the threaded path ran
+    np.testing.assert_allclose(threaded, plain, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="positive integer"):
+        be.set_fft_workers(0)
+
+
+def test_fft_workers_are_refused_where_they_mean_nothing():
+    if "numba" not in backends.available_backends():
+        pytest.skip("numba is not installed")
+    with pytest.raises(ValueError, match="applies to the numpy backend; backend 'numba'"):
+        backends.configure_threads("numba", fft_workers=2)

@@ -14,7 +14,7 @@ from minihyena.nn.model import HyenaConfig, HyenaLM
 
 BACKENDS = available_backends()
 # (mixer, order): both orders of the operator, the attention baseline and the two ablations
-MIXERS = [("hyena", 2), ("hyena", 3), ("attention", 2), ("hyena-nogate", 2), ("hyena-explicit", 3)]
+MIXERS = [("hyena", 2), ("hyena", 3), ("attention", 2), ("attention-rope", 2), ("hyena-nogate", 2), ("hyena-explicit", 3)]
 TOL = {"float64": 1e-10, "float32": 1e-4}  # max |cached - full| / max |full|
 V, L_MAX = 13, 40
 

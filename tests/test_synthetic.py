@@ -1,7 +1,10 @@
 """Synthetic tasks, the attention baseline, the ablations, the recall runner and the FLOP model."""
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
+import re
 import subprocess
 import sys
 
@@ -10,11 +13,12 @@ import pytest
 
 import minihyena as mh
 from minihyena import functional as F
-from minihyena.data.synthetic import answer_accuracy, associative_recall, induction_head, recall_vocab
+from minihyena.data.synthetic import answer_accuracy, answer_loss, associative_recall, induction_head, recall_vocab
 from minihyena.flops import attention_flops, attention_memory_bytes, hyena_flops, hyena_memory_bytes
 from minihyena.nn import HyenaLM
 from minihyena.nn.attention import CausalSelfAttention
-from minihyena.recall import TaskConfig, train_task
+from minihyena.cli import main
+from minihyena.recall import TaskConfig, budget_lr, parse_lrs, summarize, train_task
 from minihyena.testing import gradcheck
 
 
@@ -113,7 +117,7 @@ def test_causal_attention_bad_input():
 
 
 # ---------------------------------------------------------------- mixers in the model
-MIXERS = ["hyena", "attention", "hyena-nogate", "hyena-explicit"]
+MIXERS = ["hyena", "attention", "attention-rope", "hyena-nogate", "hyena-explicit"]
 
 
 def _tiny(mixer, l_max=16, dtype="float64"):
@@ -171,6 +175,102 @@ def test_recall_cli_prints_a_table():
     bad = subprocess.run([sys.executable, "-m", "minihyena", "recall", "--mixers", "lstm"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "unknown mixer 'lstm'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_answer_loss_is_the_cross_entropy_of_the_last_position():
+    logits = np.zeros((2, 3, 4))
+    logits[:, :-1] = 9.0  # ignored
+    logits[0, -1] = [0.0, 0.0, 0.0, math.log(3)]  # p(answer 3) = 1/2
+    y = np.array([[0, 0, 3], [0, 0, 1]])  # row 1: uniform logits, p = 1/4
+    assert answer_loss(logits, y) == pytest.approx((math.log(2) + math.log(4)) / 2, rel=1e-12)
+
+
+def test_budget_lr_warms_up_then_anneals_by_steps_or_by_time():
+    cfg = TaskConfig(lr=1.0, warmup_iters=10, max_steps=100)
+    assert budget_lr(cfg, 0, 0.0) == pytest.approx(0.1)  # (0 + 1) / 10 of the way up, cosine factor 1
+    assert budget_lr(cfg, 9, 0.0) == pytest.approx(0.55 + 0.45 * math.cos(math.pi * 0.09))  # warm, 9% of the budget gone
+    assert budget_lr(cfg, 50, 0.0) == pytest.approx(0.55)  # half-way: 0.1 + 0.45
+    assert budget_lr(cfg, 100, 0.0) == pytest.approx(0.1)  # the end: lr / 10
+    timed = TaskConfig(lr=1.0, warmup_iters=10, max_steps=100, time_limit=20.0)
+    assert budget_lr(timed, 20, 10.0) == pytest.approx(0.55)  # half the time gone, a fifth of the steps
+    assert budget_lr(timed, 20, 30.0) == pytest.approx(0.1)  # past the time limit
+
+
+def test_train_task_stops_at_its_time_limit_and_records_the_curve():
+    cfg = TaskConfig(vocab_size=6, seq_len=8, d_model=16, batch_size=4, max_steps=1000, eval_every=2,
+                     test_size=8, target=None, time_limit=1e-9, clock="cpu")
+    r = train_task("attention-rope", cfg)
+    assert r["stopped"] == "time" and r["steps"] == 1 and len(r["curve"]) == 1
+    assert r["curve"][0]["step"] == 1 and r["curve"][0]["accuracy"] == r["accuracy"]
+    assert r["seconds"] > 0 and r["eval_seconds"] > 0 and r["wall_seconds"] >= 0
+    r = train_task("hyena", dataclasses.replace(cfg, time_limit=None, max_steps=5))
+    assert r["stopped"] == "steps" and r["steps"] == 5 and [c["step"] for c in r["curve"]] == [2, 4, 5]
+
+
+def test_parse_lrs():
+    mixers = ["hyena", "attention-rope"]
+    assert parse_lrs(None, mixers) == {"hyena": [3e-3], "attention-rope": [3e-3]}
+    assert parse_lrs(["1e-3", "2e-3"], mixers) == {"hyena": [1e-3, 2e-3], "attention-rope": [1e-3, 2e-3]}
+    assert parse_lrs(["1e-3", "attention-rope=5e-4,1e-2"], mixers) == {"hyena": [1e-3], "attention-rope": [5e-4, 1e-2]}
+    assert parse_lrs(["hyena=2e-3"], mixers) == {"hyena": [2e-3], "attention-rope": [3e-3]}
+
+
+def test_summarize_gives_mean_and_sample_sd_over_seeds():
+    def run(seed, acc, mixer="hyena"):
+        return {"vocab_size": 20, "seq_len": 64, "mixer": mixer, "lr": 1e-3, "seed": seed, "accuracy": acc,
+                "params": 10, "batch_size": 8, "steps": 10 * (seed + 1), "seconds": 2.0}
+
+    rows = summarize([run(0, 0.2), run(1, 0.4), run(2, 0.9), run(0, 0.5, "attention-rope")])
+    assert [r["mixer"] for r in rows] == ["hyena", "attention-rope"]
+    assert rows[0]["seeds"] == [0, 1, 2] and rows[0]["accuracy_mean"] == pytest.approx(0.5)
+    assert rows[0]["accuracy_sd"] == pytest.approx(math.sqrt(((0.3**2) + (0.1**2) + (0.4**2)) / 2))
+    assert (rows[0]["accuracy_min"], rows[0]["accuracy_max"], rows[0]["steps_mean"]) == (0.2, 0.9, 20.0)
+    assert rows[1]["accuracy_sd"] == 0.0 and rows[1]["seeds"] == [0]
+
+
+def test_recall_cli_writes_json_with_every_seed(tmp_path, capsys):
+    path = tmp_path / "recall.json"
+    assert main(["recall", "--seq-len", "12", "--vocab", "6", "--max-steps", "4", "--eval-every", "2", "--batch-size", "4",
+                 "--test-size", "8", "--d-model", "16", "--mixers", "hyena", "attention-rope", "--seeds", "3", "4",
+                 "--lr", "2e-3", "attention-rope=1e-3", "--json", str(path), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "| hyena | 0.002 | 2 |" in out and "| attention-rope | 0.001 | 2 |" in out
+    data = json.loads(path.read_text())
+    assert [(r["mixer"], r["seed"], r["lr"]) for r in data["runs"]] == [
+        ("hyena", 3, 2e-3), ("hyena", 4, 2e-3), ("attention-rope", 3, 1e-3), ("attention-rope", 4, 1e-3)]
+    assert all(r["steps"] == 4 and [c["step"] for c in r["curve"]] == [2, 4] for r in data["runs"])
+    hyena = data["summary"][0]
+    assert hyena["accuracy_mean"] == pytest.approx(np.mean([r["accuracy"] for r in data["runs"][:2]]))
+    assert data["settings"]["batch_size"] == 4 and data["seeds"] == [3, 4] and data["lr"]["attention-rope"] == [1e-3]
+    assert not list(tmp_path.glob("*.tmp"))  # written through a temporary file, renamed into place
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--lr", "0"], "positive numbers"),
+    (["--lr", "fast"], "not VALUE or MIXER=VALUE"),
+    (["--lr", "lstm=1e-3"], "unknown mixer 'lstm'"),
+    (["--lr", "attention=1e-3"], "not among --mixers"),
+    (["--lr", "hyena=1e-3", "hyena=2e-3"], "given twice"),
+    (["--seeds", "1", "1"], "each seed once"),
+    (["--seeds", "-1"], "seed must be >= 0"),
+    (["--time-limit", "0"], "time_limit must be a positive"),
+    (["--time-limit", "nan"], "time_limit must be a positive"),
+    (["--json", "/nonexistent-folder/r.json"], "--json"),
+    (["--vocab", "3"], "vocab_size must be at least 4"),
+    (["--seq-len", "64", "2"], "seq_len must be at least 4"),
+    (["--batch-size", "0"], "batch_size must be at least 1"),
+    (["--eval-every", "0"], "eval_every must be at least 1"),
+    (["--test-size", "0"], "test_size must be at least 1"),
+    (["--target", "1.5"], r"target must be an accuracy in \(0, 1\]"),
+    (["--warmup", "-1"], "warmup_iters"),
+])
+def test_recall_cli_refuses_bad_values_in_one_line(flags, message, capsys):
+    assert main(["recall", "--mixers", "hyena", "--max-steps", "1", *flags]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("minihyena: error: "), captured.err
+    assert re.search(message, lines[0]), lines[0]
+    assert "training" not in captured.out  # refused before any model was built
 
 
 # ---------------------------------------------------------------- FLOP and memory model

@@ -15,7 +15,7 @@ THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 UNCHANGED = "left as they are"  # the end of the line configure_threads returns when it chose nothing
 
 
-def configure_threads(backend=None, blas_threads: int | None = None) -> str:
+def configure_threads(backend=None, blas_threads: int | None = None, fft_workers: int | None = None) -> str:
     """Keep Numba's and BLAS's thread pools from fighting over the cores; return what was chosen.
 
     For the ``numba`` backend (compiled kernels on Numba's OpenMP/TBB workers next to NumPy's BLAS
@@ -31,6 +31,9 @@ def configure_threads(backend=None, blas_threads: int | None = None) -> str:
     process kept a core busy. On an idle machine two BLAS threads make the matmuls up to twice as fast:
     pass ``blas_threads=2`` or set ``OPENBLAS_NUM_THREADS``.
 
+    ``fft_workers`` (the ``numpy`` backend only): run its FFTs with ``scipy.fft`` on that many threads
+    (see :meth:`NumpyBackend.set_fft_workers <minihyena.backends.numpy_backend.NumpyBackend.set_fft_workers>`).
+
     Other backends: BLAS is limited only if ``blas_threads`` is given. ``backend`` is a name, a
     Backend or None (the current one). Returns a line such as
     ``"threads: backend 'numba', OMP_WAIT_POLICY=passive, BLAS limited to 1 thread"``.
@@ -38,6 +41,8 @@ def configure_threads(backend=None, blas_threads: int | None = None) -> str:
     from . import get_backend
 
     be = get_backend(backend)
+    if fft_workers is not None and be.name != "numpy":  # numba transforms inside its kernels, cupy on the GPU
+        raise ValueError(f"fft_workers applies to the numpy backend; backend {be.name!r} runs its own FFTs")
     choices = []
     if be.name == "numba":
         os.environ.setdefault("OMP_WAIT_POLICY", "passive")
@@ -55,6 +60,9 @@ def configure_threads(backend=None, blas_threads: int | None = None) -> str:
         else:
             threadpool_limits(int(blas_threads), user_api="blas")
             choices.append(f"BLAS limited to {int(blas_threads)} thread{'s' if int(blas_threads) != 1 else ''}")
+    if fft_workers is not None:
+        be.set_fft_workers(fft_workers)
+        choices.append(f"FFTs on {fft_workers} thread{'s' if fft_workers != 1 else ''} (scipy.fft)")
     line = f"threads: backend {be.name!r}, " + (", ".join(choices) if choices else UNCHANGED)
     log.info(line)
     return line

@@ -76,3 +76,12 @@ TASKS = {"recall": associative_recall, "induction": induction_head}
 def answer_accuracy(logits: np.ndarray, y: np.ndarray) -> float:
     """Fraction of examples whose last-position prediction (argmax) equals the last target."""
     return float((np.asarray(logits)[:, -1].argmax(-1) == np.asarray(y)[:, -1]).mean())
+
+
+def answer_loss(logits: np.ndarray, y: np.ndarray) -> float:
+    r"""Mean cross-entropy (nats) of the last position against the last target:
+    $-\frac{1}{n}\sum_i \log \mathrm{softmax}(z_i)_{y_i}$, z the last-position logits (n, V)."""
+    z = np.asarray(logits, dtype=np.float64)[:, -1]  # (n, V)
+    z = z - z.max(axis=-1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))  # (n, V)
+    return float(-logp[np.arange(len(z)), np.asarray(y)[:, -1]].mean())

@@ -18,6 +18,7 @@ from .module import Module
 MIXERS = {
     "hyena": "the Hyena operator (gates + implicit long convolutions)",
     "attention": "causal multi-head softmax attention, with learned positional embeddings",
+    "attention-rope": "causal multi-head softmax attention, with rotary positions on queries and keys",
     "hyena-nogate": "ablation: Hyena without gating (short conv, then plain long convolutions)",
     "hyena-explicit": "ablation: Hyena with explicit long filters (one learned tap per position)",
 }
@@ -46,7 +47,7 @@ class HyenaConfig:
     dropout: float = 0.0
     dtype: str = "float32"
     mixer: str = "hyena"  # one of MIXERS
-    n_head: int = 4  # attention heads (mixer "attention" only)
+    n_head: int = 4  # attention heads (mixers "attention" and "attention-rope" only)
 
     def __post_init__(self):
         check_mixer(self.mixer)
@@ -67,8 +68,9 @@ class HyenaConfig:
 
 def make_mixer(cfg: HyenaConfig, out_std: float, rng, dtype) -> Module:
     """The sequence mixer named by ``cfg.mixer``."""
-    if cfg.mixer == "attention":
-        return CausalSelfAttention(cfg.d_model, cfg.l_max, cfg.n_head, out_std, cfg.dropout, rng=rng, dtype=dtype)
+    if cfg.mixer in ("attention", "attention-rope"):
+        return CausalSelfAttention(cfg.d_model, cfg.l_max, cfg.n_head, out_std, cfg.dropout,
+                                   rotary=cfg.mixer == "attention-rope", rng=rng, dtype=dtype)
     return HyenaOperator(
         cfg.d_model,
         cfg.l_max,
@@ -125,11 +127,16 @@ class LMState:
         """True once l_max positions are filled: a new state must be prefilled to go on."""
         return self.t >= self.capacity
 
+    def check_batch(self, B: int) -> None:
+        if B != self.batch:
+            raise ValueError(f"HyenaLM: the decoding state holds batch {self.batch}, the ids have batch {B}")
+
 
 class HyenaLM(Module):
     """Token embedding, ``n_layer`` blocks, final layer norm and a head tied to the embedding;
     ``forward(ids)`` -> logits (B, L, V). Hyena mixers need no positional embedding (the filters carry
-    position); the attention baseline gets learned absolute positions (``wpe``, l_max x D)."""
+    position); the "attention" baseline gets learned absolute positions (``wpe``, l_max x D), the
+    "attention-rope" one rotary positions on its queries and keys instead."""
 
     def __init__(self, cfg: HyenaConfig | None = None, seed: int = 0, **overrides):
         super().__init__()
@@ -138,7 +145,8 @@ class HyenaLM(Module):
         self.config = cfg
         dtype = np.dtype(cfg.dtype)
         self.wte = Embedding(cfg.vocab_size, cfg.d_model, rng=rng, dtype=dtype)
-        self.wpe = Embedding(cfg.l_max, cfg.d_model, rng=rng, dtype=dtype) if cfg.mixer == "attention" else None
+        learned_positions = cfg.mixer == "attention"  # "attention-rope" rotates q and k instead
+        self.wpe = Embedding(cfg.l_max, cfg.d_model, rng=rng, dtype=dtype) if learned_positions else None
         self.blocks = [Block(cfg, rng=rng) for _ in range(cfg.n_layer)]
         self.ln_f = LayerNorm(cfg.d_model, dtype=dtype)
 
@@ -163,8 +171,8 @@ class HyenaLM(Module):
         """Logits (B, L, V) of token ids (B, L); ``last_only``: the head for the last position only,
         (B, 1, V). With a fresh ``state`` this is the prefill of cached decoding (see :meth:`step`)."""
         ids = self.check_ids(ids)
-        if state is not None and state.batch != ids.shape[0]:
-            raise ValueError(f"HyenaLM: the decoding state holds batch {state.batch}, the ids have batch {ids.shape[0]}")
+        if state is not None:
+            state.check_batch(ids.shape[0])
         x = self.wte(ids)  # (B, L, D)
         if self.wpe is not None:
             x = x + self.wpe.weight[: ids.shape[1]]  # + (L, D)
@@ -196,8 +204,7 @@ class HyenaLM(Module):
             raise ValueError(f"step takes one token id per sequence, shape (batch,), got shape {ids.shape}")
         if not np.issubdtype(ids.dtype, np.integer):
             raise TypeError(f"token ids must be integers, got dtype {ids.dtype}")
-        if state.batch != ids.shape[0]:
-            raise ValueError(f"HyenaLM: the decoding state holds batch {state.batch}, the ids have batch {ids.shape[0]}")
+        state.check_batch(ids.shape[0])
         if state.full:
             raise ValueError(
                 f"HyenaLM: the decoding state is full ({state.capacity} positions = l_max); start a new state "
