@@ -214,3 +214,36 @@ def test_sample_refuses_bad_settings_before_printing(tmp_path, flag, value):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and proc.stdout == "" and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("minihyena: error: ") and flag.lstrip("-").replace("-", "_") in proc.stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX terminals")
+def test_a_long_sample_into_a_pipe_shows_progress_on_the_terminal(tmp_path):
+    """stdout redirected (a file, a pipe), stderr on a terminal: the text goes to stdout, a bar to stderr."""
+    import os
+    import pty
+
+    from minihyena.checkpoint import save_checkpoint
+    from minihyena.data.text import CharTokenizer
+
+    model = make_model(dtype="float32")
+    path = tmp_path / "ckpt.npz"
+    save_checkpoint(path, {f"model.{k}": v for k, v in model.state_dict().items()},
+                    {"model_config": model.config.to_dict(), "tokenizer": CharTokenizer.from_text("abcdefghijklm").to_dict()})
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "minihyena", "sample", "--checkpoint", str(path), "--prompt", "ab",
+                             "--max-new-tokens", "200", "--seed", "0"], stdout=subprocess.PIPE, stderr=terminal)
+    os.close(terminal)
+    out, _ = proc.communicate(timeout=120)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(controller)
+    assert proc.returncode == 0
+    assert len(out.decode()) == 2 + 200 + 1  # the text alone on stdout
+    assert b"200/200" in shown and b"[" in shown  # the bar reached the end on the terminal
