@@ -122,7 +122,7 @@ class ShortConv(Function):
             y = fused(z, weight)  # (B, C, L)
         else:
             L, K = z.shape[-1], weight.shape[1]
-            y = ctx.xp.zeros(z.shape, dtype=z.dtype)  # (B, C, L)
+            y = ctx.xp.zeros_like(z)  # (B, C, L), in z's memory order (a transposed view runs 3x slower otherwise)
             for j in range(K):
                 lag = K - 1 - j  # tap j looks `lag` steps back
                 if lag < L:
@@ -139,7 +139,7 @@ class ShortConv(Function):
             dz, dw = fused(g, weight, z)  # (B, C, L), (C, K)
         else:
             L, K = z.shape[-1], weight.shape[1]
-            dz, dw = ctx.xp.zeros(g.shape, dtype=g.dtype), ctx.xp.zeros(weight.shape, dtype=weight.dtype)
+            dz, dw = ctx.xp.zeros_like(g), ctx.xp.zeros(weight.shape, dtype=weight.dtype)  # dz in g's memory order
             for j in range(K):
                 lag = K - 1 - j
                 if lag < L:
