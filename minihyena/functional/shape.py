@@ -109,17 +109,24 @@ class Split(Function):
 
     @staticmethod
     def forward(ctx, x, bounds, axis):
-        ctx.axis = axis
-        index = [slice(None)] * x.ndim
-        outs = []
-        for lo, hi in zip(bounds[:-1], bounds[1:]):
-            index[axis] = slice(lo, hi)
-            outs.append(x[tuple(index)])
-        return tuple(outs)
+        ctx.axis, ctx.bounds = axis, bounds
+        ctx.save_for_backward(x)  # for its memory layout only (the chunks, views of x, keep it alive anyway)
+        return tuple(x[_chunk(x.ndim, axis, lo, hi)] for lo, hi in zip(bounds[:-1], bounds[1:]))
 
     @staticmethod
     def backward(ctx, *gs):
-        return ctx.xp.concatenate(gs, axis=ctx.axis)
+        (x,) = ctx.saved
+        dx = ctx.xp.empty_like(x)  # the concatenation, in x's memory order: a transposed x (the Hyena
+        for (lo, hi), g in zip(zip(ctx.bounds[:-1], ctx.bounds[1:]), gs):  # projections) gets a transposed
+            dx[_chunk(x.ndim, ctx.axis, lo, hi)] = g  # gradient, and the ops before it keep one layout
+        return dx
+
+
+def _chunk(ndim: int, axis: int, lo: int, hi: int) -> tuple:
+    """The index of positions lo..hi-1 along ``axis``."""
+    index = [slice(None)] * ndim
+    index[axis] = slice(lo, hi)
+    return tuple(index)
 
 
 def split(x: Tensor, sections, axis: int = -1) -> tuple[Tensor, ...]:
