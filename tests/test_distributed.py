@@ -47,7 +47,8 @@ def mpi_unavailable() -> str | None:
     mpiexec = mpiexec_path()
     if mpiexec is None:
         return "no mpiexec found (pip install 'minihyena[mpi]')"
-    probe = "from mpi4py import MPI; print(MPI.COMM_WORLD.Get_size())"
+    # rank 0 alone prints what both ranks report: two processes writing at once can interleave ("22")
+    probe = "from mpi4py import MPI; c = MPI.COMM_WORLD; s = c.allgather(c.Get_size()); c.Get_rank() or print(*s)"
     try:
         proc = subprocess.run([mpiexec, "-n", "2", sys.executable, "-c", probe], env=env(), capture_output=True,
                               text=True, timeout=60)
