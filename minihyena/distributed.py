@@ -22,6 +22,7 @@ import time
 import numpy as np
 
 from .backends import BackendUnavailableError
+from .messages import plural
 
 ENV_VAR = "MINIHYENA_MPI"
 # (size, rank) variables that MPI launchers set for every process they start
@@ -239,8 +240,8 @@ def limit_threads(comm: SingleProcess) -> str | None:
         import numba
 
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    return (f"threads: {comm.local_size} processes on this machine ({cores} cores): {threads} thread"
-            f"{'s' if threads > 1 else ''} each (set OMP_NUM_THREADS to choose)")
+    return (f"threads: {comm.local_size} processes on this machine ({cores} cores): "
+            f"{plural(threads, 'thread')} each (set OMP_NUM_THREADS to choose)")
 
 
 def stop_on_error(comm: SingleProcess | None, exc: Exception, timeout: float = 10.0) -> int:

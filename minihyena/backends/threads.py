@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import os
 
+from ..messages import plural
+
 log = logging.getLogger("minihyena.backends")
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -59,10 +61,10 @@ def configure_threads(backend=None, blas_threads: int | None = None, fft_workers
             choices.append("BLAS threads unchanged (threadpoolctl is not installed)")
         else:
             threadpool_limits(int(blas_threads), user_api="blas")
-            choices.append(f"BLAS limited to {int(blas_threads)} thread{'s' if int(blas_threads) != 1 else ''}")
+            choices.append(f"BLAS limited to {plural(int(blas_threads), 'thread')}")
     if fft_workers is not None:
         be.set_fft_workers(fft_workers)
-        choices.append(f"FFTs on {fft_workers} thread{'s' if fft_workers != 1 else ''} (scipy.fft)")
+        choices.append(f"FFTs on {plural(fft_workers, 'thread')} (scipy.fft)")
     line = f"threads: backend {be.name!r}, " + (", ".join(choices) if choices else UNCHANGED)
     log.info(line)
     return line

@@ -7,6 +7,7 @@ import numpy as np
 
 from .. import functional as F
 from ..autograd import Tensor
+from ..messages import plural
 from .module import Module, Parameter
 
 
@@ -39,7 +40,7 @@ def check_input(owner: str, u, d_model: int, l_max: int, dtype, one_position: bo
     finite = u.backend.xp.isfinite(u.data)
     if not bool(finite.all()):
         bad = int(finite.size - finite.sum())
-        raise ValueError(f"{owner}: input has {bad:,} non-finite value{'s' if bad != 1 else ''} (NaN or inf) in shape {u.shape}")
+        raise ValueError(f"{owner}: input has {plural(bad, 'non-finite value')} (NaN or inf) in shape {u.shape}")
 
 
 def _rng(rng) -> np.random.Generator:
