@@ -114,17 +114,9 @@ def read_settings(config: dict | None, dims: Dims, is_lm: bool, warn=warnings.wa
 
 
 # ---------------------------------------------------------------------------------------- buffers
-def named_buffers(module, prefix: str = ""):
-    """``(dotted.name, Tensor)`` of every buffer (positional features, times, decay rates)."""
-    for name in module._buffers:
-        yield prefix + name, getattr(module, name)
-    for name, child in module.named_children():
-        yield from named_buffers(child, prefix + name + ".")
-
-
 def set_buffers(model, values: dict) -> None:
     """Copy arrays into buffers by dotted name, keeping each buffer's backend and dtype."""
-    own = dict(named_buffers(model))
+    own = dict(model.named_buffers())
     bad = [f"{k} has shape {np.shape(v)}, the model's {own[k].shape}" for k, v in values.items() if k in own and np.shape(v) != own[k].shape]
     unknown = [k for k in values if k not in own]
     if bad or unknown:
@@ -233,7 +225,7 @@ def reference_state_dict(model, *, source: str | None = None, dedupe: bool = Fal
     if source == "standalone" and (is_lm or dims.short_filter_order != 3):
         raise WeightsError("standalone_hyena.py has no LM and a short filter of length 3 only: use source 'safari'")
     perm = channel_order(dims, source)
-    ours = {**model.state_dict(), **{k: t.numpy() for k, t in named_buffers(model)}}
+    ours = {**model.state_dict(), **{k: t.numpy() for k, t in model.named_buffers()}}
     out = {}
     for e in lm_entries(dims) if is_lm else operator_entries(dims):
         value = np.asarray(ours[e.target])

@@ -4,9 +4,8 @@ minihyena checkpoints that keep the buffers an import set.
 Buffers (positional features ``z``, times ``t``, decay rates ``deltas``) are rebuilt from the
 configuration and are not part of ``Module.state_dict``. A model whose buffers hold other values
 (imported from a reference that trained ``z``, say) is saved by :func:`save_model_checkpoint` with
-those buffers in the ``model.`` section under their dotted names, and read back by
-:func:`load_model_checkpoint`. A loader that only knows parameters refuses such a file (an
-unexpected key) rather than dropping the values.
+those buffers in the ``model.`` section under their dotted names; every loader reads them back
+(``Module.load_state_dict`` sets a key that names a buffer).
 """
 from __future__ import annotations
 
@@ -18,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint, section
-from .convert import named_buffers, set_buffers
+from ..checkpoint import load_model, save_checkpoint
 from .layout import WeightsError
 
 _PICKLE_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle"}
@@ -150,8 +148,8 @@ def buffer_overrides(model) -> dict[str, np.ndarray]:
     """The buffers of a HyenaLM whose values differ (bit for bit) from what its configuration rebuilds."""
     from ..nn.model import HyenaLM
 
-    fresh = dict(named_buffers(HyenaLM(model.config)))
-    return {name: t.numpy() for name, t in named_buffers(model) if not np.array_equal(t.numpy(), fresh[name].numpy())}
+    fresh = dict(HyenaLM(model.config).named_buffers())
+    return {name: t.numpy() for name, t in model.named_buffers() if not np.array_equal(t.numpy(), fresh[name].numpy())}
 
 
 def _checkpoint_path(path) -> Path:
@@ -173,27 +171,9 @@ def save_model_checkpoint(model, tokenizer, path, meta: dict | None = None) -> P
 
 
 def load_model_checkpoint(path, backend=None):
-    """``(model, tokenizer, meta)`` from a minihyena checkpoint, restoring carried buffers too."""
-    from ..data.text import CharTokenizer
-    from ..nn.model import HyenaConfig, HyenaLM
-
-    arrays, meta = load_checkpoint(path)
-    try:
-        model = HyenaLM(HyenaConfig.from_dict(meta["model_config"]))
-        tokenizer = CharTokenizer.from_dict(meta["tokenizer"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path} has an unusable header: {exc}") from None
-    state = section(arrays, "model")
-    names = {n for n, _ in named_buffers(model)}
-    buffers = {k: state.pop(k) for k in list(state) if k in names}
-    try:
-        model.load_state_dict(state)
-        set_buffers(model, buffers)
-    except ValueError as exc:
-        raise CheckpointError(f"{path} does not match its own configuration: {exc}") from None
-    if backend is not None:
-        model.to(backend)
-    return model, tokenizer, meta
+    """``(model, tokenizer, meta)`` from a minihyena checkpoint, carried buffers included: the same as
+    :func:`minihyena.checkpoint.load_model`, kept under this name beside :func:`save_model_checkpoint`."""
+    return load_model(path, backend=backend)
 
 
 # ---------------------------------------------------------------------------------------- whole files
