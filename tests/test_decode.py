@@ -185,15 +185,16 @@ def test_decoding_with_dropout_needs_eval_mode():
 
 
 # ---------------------------------------------------------------------------------------- command line
-def test_sample_cached_and_no_cache_print_the_same_text(tmp_path):
-    from minihyena.checkpoint import save_checkpoint
+def small_checkpoint(tmp_path):
+    """A checkpoint of a float32 ``make_model()`` with a 13-character tokenizer, for ``minihyena sample``."""
     from minihyena.data.text import CharTokenizer
+    from minihyena.interop import save_model_checkpoint
 
-    tok = CharTokenizer.from_text("abcdefghijklm")
-    model = make_model(dtype="float32")
-    path = tmp_path / "ckpt.npz"
-    save_checkpoint(path, {f"model.{k}": v for k, v in model.state_dict().items()},
-                    {"model_config": model.config.to_dict(), "tokenizer": tok.to_dict()})
+    return save_model_checkpoint(make_model(dtype="float32"), CharTokenizer.from_text("abcdefghijklm"), tmp_path / "ckpt.npz")
+
+
+def test_sample_cached_and_no_cache_print_the_same_text(tmp_path):
+    path = small_checkpoint(tmp_path)
 
     def sample(*extra):
         return subprocess.run([sys.executable, "-m", "minihyena", "sample", "--checkpoint", str(path), "--prompt", "abc",
@@ -222,13 +223,7 @@ def test_a_long_sample_into_a_pipe_shows_progress_on_the_terminal(tmp_path):
     import os
     import pty
 
-    from minihyena.checkpoint import save_checkpoint
-    from minihyena.data.text import CharTokenizer
-
-    model = make_model(dtype="float32")
-    path = tmp_path / "ckpt.npz"
-    save_checkpoint(path, {f"model.{k}": v for k, v in model.state_dict().items()},
-                    {"model_config": model.config.to_dict(), "tokenizer": CharTokenizer.from_text("abcdefghijklm").to_dict()})
+    path = small_checkpoint(tmp_path)
     controller, terminal = pty.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "minihyena", "sample", "--checkpoint", str(path), "--prompt", "ab",
                              "--max-new-tokens", "200", "--seed", "0"], stdout=subprocess.PIPE, stderr=terminal)
