@@ -22,6 +22,7 @@ import time
 import numpy as np
 
 from .backends import BackendUnavailableError
+from .backends.threads import THREAD_VARS as BLAS_THREAD_VARS
 from .messages import plural
 
 ENV_VAR = "MINIHYENA_MPI"
@@ -215,7 +216,7 @@ def world() -> SingleProcess:
     return MPIComm(comm) if comm.Get_size() > 1 else SingleProcess()
 
 
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+THREAD_VARS = BLAS_THREAD_VARS + ("NUMBA_NUM_THREADS",)  # a thread count the user chose
 
 
 def limit_threads(comm: SingleProcess) -> str | None:
