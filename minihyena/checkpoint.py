@@ -8,12 +8,15 @@ crash or Ctrl-C during a save leaves the previous checkpoint intact.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from .fileio import atomic_write
+from .flops import fmt_bytes
+from .memory import check_fits, model_bytes
+from .messages import plural
 
 FORMAT = "minihyena-checkpoint"
 VERSION = 1
@@ -24,29 +27,62 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, corrupt, truncated, foreign or of an unsupported version."""
 
 
-def save_checkpoint(path, arrays: dict[str, np.ndarray], meta: dict) -> Path:
-    """Atomically write ``arrays`` and the JSON-serialisable ``meta`` to ``path``."""
+def save_checkpoint(path, arrays: dict[str, np.ndarray], meta: dict, clean_stale: bool = False) -> Path:
+    """Atomically write ``arrays`` and the JSON-serialisable ``meta`` to ``path`` (:func:`~minihyena.fileio.atomic_write`;
+    ``clean_stale`` removes temporaries a killed save left)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     header = {"format": FORMAT, "version": VERSION, **meta}
     payload = dict(arrays)
     payload[_META] = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
             np.savez(f, **payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+
+    return atomic_write(path, write, clean_stale=clean_stale)
 
 
 def _corrupt(path, exc: Exception) -> CheckpointError:
     reason = " ".join(str(exc).split())  # one line
     return CheckpointError(f"{path} is not a readable checkpoint (corrupt or truncated: {reason})")
+
+
+def _sniff(path: Path) -> str | None:
+    """What a file that is not an .npz archive is, from its first bytes (None: it starts like a zip)."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head[:4] == b"PK\x03\x04":
+        return None
+    if not head:
+        return "an empty file"
+    if head[:6] == b"\x93NUMPY":
+        return "a single .npy array, not an .npz archive"
+    if len(head) >= 9 and head[8:9] == b"{":
+        return "a safetensors weights file; turn it into a checkpoint with: minihyena import-weights FILE"
+    if head[0] == 0x80 and len(head) > 1 and 2 <= head[1] <= 5:
+        return "a Python pickle (minihyena never unpickles: loading a pickle can run arbitrary code)"
+    if not head.strip(b"\x00"):
+        return "all zero bytes"
+    return f"of an unknown format (it starts with {head[:8]!r}, an .npz archive starts with b'PK\\x03\\x04')"
+
+
+def _check_sizes(path: Path) -> None:
+    """Each array's header must agree with the bytes stored for it: a tampered header claiming 37 GiB
+    is refused here, before NumPy tries to allocate it."""
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            with archive.open(info) as member:
+                fmt = np.lib.format
+                version = fmt.read_magic(member)
+                read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+                shape, _, dtype = read(member)
+                if dtype.hasobject:
+                    continue  # refused as pickled data when read
+                claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                room = info.file_size - member.tell()
+                if claimed > room:
+                    raise CheckpointError(f"{path} is corrupt: array {info.filename.removesuffix('.npy')!r} claims "
+                                          f"shape {shape} ({fmt_bytes(claimed)}) but holds {fmt_bytes(room)}")
 
 
 def load_checkpoint(path) -> tuple[dict[str, np.ndarray], dict]:
@@ -56,13 +92,19 @@ def load_checkpoint(path) -> tuple[dict[str, np.ndarray], dict]:
         path = path / "ckpt.npz"
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")
+    if not path.is_file():
+        raise CheckpointError(f"{path} is not a regular file (a device, FIFO or socket), not a checkpoint")
     unreadable = (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError)
     try:
+        kind = _sniff(path)
+        if kind is not None:
+            raise CheckpointError(f"{path} is not a minihyena checkpoint: it is {kind}")
+        _check_sizes(path)
         archive = np.load(path, allow_pickle=False)
+    except CheckpointError:
+        raise
     except unreadable as exc:
         raise _corrupt(path, exc) from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise CheckpointError(f"{path} is not a minihyena checkpoint (a single .npy array, not an .npz archive)")
     arrays = {}
     with archive:
         for key in archive.files:
@@ -81,13 +123,23 @@ def load_checkpoint(path) -> tuple[dict[str, np.ndarray], dict]:
         raise CheckpointError(f"{path} is not a minihyena checkpoint (no {_META} header)")
     try:
         meta = json.loads(arrays.pop(_META).tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path} has a corrupt header: {exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise CheckpointError(f"{path} has a corrupt header: {type(exc).__name__}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a minihyena checkpoint (format {meta.get('format') if isinstance(meta, dict) else None!r})")
     if meta.get("version") != VERSION:
         raise CheckpointError(f"{path} has checkpoint format version {meta.get('version')}; this minihyena reads version {VERSION}")
+    for key, value in arrays.items():
+        if value.dtype.kind in "fc" and not np.isfinite(value).all():
+            bad = int(value.size - np.isfinite(value).sum())
+            raise CheckpointError(f"{path} holds non-finite values: {plural(bad, 'NaN or infinite entry', 'NaN or infinite entries')} "
+                                  f"in {key!r}; it cannot be used (an earlier checkpoint of the run may be)")
     return arrays, meta
+
+
+def is_resumable(arrays: dict, meta: dict) -> bool:
+    """Does a checkpoint hold what ``--resume`` needs (optimiser state and training state), or only weights?"""
+    return "train_state" in meta and any(k.startswith("optim.") for k in arrays)
 
 
 def section(arrays: dict, prefix: str) -> dict:
@@ -107,6 +159,7 @@ def load_model(path, backend=None):
         tokenizer = CharTokenizer.from_dict(meta["tokenizer"])
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path} has an unusable header: {exc}") from None
+    check_fits(model_bytes(cfg), f"the model in {path} ({cfg.n_layer} layers, width {cfg.d_model}, l_max {cfg.l_max})")
     model = HyenaLM(cfg)
     state = section(arrays, "model")
     try:

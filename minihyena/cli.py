@@ -12,31 +12,33 @@ import dataclasses
 import os
 import sys
 
+from .argtypes import COUNT, NON_NEGATIVE, POSITIVE, SEED, Parser, UsageError, integer, number
+
 # Settable from the command line: dest -> (flag, type, help). Defaults come from TrainConfig.
 _TRAIN_FLAGS = {
     "data": ("--data", str, "UTF-8 text file to train on (default: the bundled Shakespeare corpus)"),
     "out": ("--out", str, "folder for the checkpoint and history (default: out)"),
-    "max_iters": ("--max-iters", int, "total optimiser steps"),
-    "seq_len": ("--seq-len", int, "characters per training window"),
-    "batch_size": ("--batch-size", int, "windows per step and process (global batch: processes x this)"),
-    "lr": ("--lr", float, "peak learning rate (> 0)"),
-    "min_lr": ("--min-lr", float, "final learning rate of the cosine schedule (>= 0)"),
-    "warmup_iters": ("--warmup-iters", int, "linear warm-up steps"),
-    "weight_decay": ("--weight-decay", float, "decoupled weight decay of matrices and embeddings (>= 0)"),
-    "grad_clip": ("--grad-clip", float, "global gradient-norm clip (0: off)"),
-    "eval_interval": ("--eval-interval", int, "validate and save every this many steps"),
-    "eval_iters": ("--eval-iters", int, "validation batches per evaluation"),
-    "seed": ("--seed", int, "seed of initialisation and batches"),
+    "max_iters": ("--max-iters", COUNT, "total optimiser steps"),
+    "seq_len": ("--seq-len", COUNT, "characters per training window"),
+    "batch_size": ("--batch-size", COUNT, "windows per step and process (global batch: processes x this)"),
+    "lr": ("--lr", POSITIVE, "peak learning rate (> 0)"),
+    "min_lr": ("--min-lr", number(0.0), "final learning rate of the cosine schedule (>= 0)"),
+    "warmup_iters": ("--warmup-iters", NON_NEGATIVE, "linear warm-up steps"),
+    "weight_decay": ("--weight-decay", number(0.0), "decoupled weight decay of matrices and embeddings (>= 0)"),
+    "grad_clip": ("--grad-clip", number(0.0), "global gradient-norm clip (0: off)"),
+    "eval_interval": ("--eval-interval", COUNT, "validate and save every this many steps"),
+    "eval_iters": ("--eval-iters", COUNT, "validation batches per evaluation"),
+    "seed": ("--seed", SEED, "seed of initialisation and batches (>= 0)"),
     "backend": ("--backend", str, "numpy, numba, cupy or auto (default: MINIHYENA_BACKEND or numpy)"),
 }
 _MODEL_FLAGS = {
-    "d_model": ("--d-model", int, "model width"),
-    "n_layer": ("--n-layer", int, "number of blocks"),
-    "order": ("--order", int, "Hyena order N (N gates, N-1 long convolutions)"),
-    "filter_order": ("--filter-order", int, "width of the implicit filter network"),
-    "filter_w": ("--filter-w", float, "initial frequency of the filter network's sine"),
-    "mlp_ratio": ("--mlp-ratio", int, "MLP hidden width / model width"),
-    "dropout": ("--dropout", float, "dropout probability, in [0, 1)"),
+    "d_model": ("--d-model", COUNT, "model width"),
+    "n_layer": ("--n-layer", COUNT, "number of blocks"),
+    "order": ("--order", integer(2), "Hyena order N >= 2 (N gates, N-1 long convolutions)"),
+    "filter_order": ("--filter-order", COUNT, "width of the implicit filter network"),
+    "filter_w": ("--filter-w", POSITIVE, "initial frequency of the filter network's sine (> 0)"),
+    "mlp_ratio": ("--mlp-ratio", COUNT, "MLP hidden width / model width"),
+    "dropout": ("--dropout", number(0.0, 1.0, high_ok=False), "dropout probability, in [0, 1)"),
 }
 
 
@@ -67,6 +69,8 @@ def _train(args) -> int:
     try:
         check_settings(TrainConfig(**given), HyenaConfig(**model_given))  # bad flags: one line, before anything runs
         comm = world()  # one process, unless an MPI launcher (mpiexec -n P, srun) started several
+        if args.init_from and model_given:
+            raise ValueError(f"--init-from keeps the saved model; drop {', '.join(_MODEL_FLAGS[k][0] for k in model_given)}")
         if args.resume:
             out = given.get("out", TrainConfig.out)
             meta = comm.run_on_root(lambda: load_checkpoint(os.path.join(out, "ckpt.npz"))[1])
@@ -75,11 +79,11 @@ def _train(args) -> int:
             saved = {k: v for k, v in meta.get("train_config", {}).items() if k in {f.name for f in dataclasses.fields(TrainConfig)}}
             cfg = TrainConfig(**{**saved, **given})
             _threads(cfg.backend, comm.rank == 0)
-            trainer = Trainer(cfg, resume=True, comm=comm)
+            trainer = Trainer(cfg, resume=True, comm=comm, init_from=args.init_from)
         else:
             cfg = TrainConfig(**given)
             _threads(cfg.backend, comm.rank == 0)
-            trainer = Trainer(cfg, HyenaConfig(**model_given), comm=comm)
+            trainer = Trainer(cfg, HyenaConfig(**model_given), comm=comm, force=args.force, init_from=args.init_from)
         prompt = trainer.tokenizer.encode(args.prompt or _default_prompt(trainer.tokenizer), name="prompt")  # check it now
         result = trainer.run(progress=not args.no_progress)
     except Exception as exc:
@@ -216,25 +220,30 @@ def _demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="minihyena", description="Hyena language models from scratch in NumPy.")
+    p = Parser(prog="minihyena", description="Hyena language models from scratch in NumPy.")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a character-level Hyena LM, then print a sample")
     for dest, (flag, typ, text) in {**_TRAIN_FLAGS, **_MODEL_FLAGS}.items():
         t.add_argument(flag, dest=dest, type=typ, default=None, help=text)
     t.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    t.add_argument("--force", action="store_true",
+                   help="start a new run in an --out that holds one (its checkpoint is replaced at the first save)")
+    t.add_argument("--init-from", default=None, metavar="CKPT",
+                   help="start a new run from the weights (and tokenizer) of this checkpoint, e.g. to fine-tune an "
+                        "imported or finished model on new text; the optimiser starts fresh")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
-    t.add_argument("--sample-tokens", type=int, default=300, help="characters to sample at the end (0: none)")
+    t.add_argument("--sample-tokens", type=NON_NEGATIVE, default=300, help="characters to sample at the end (0: none)")
     t.add_argument("--prompt", default="", help="prompt of the final sample")
     t.set_defaults(func=_train)
 
     s = sub.add_parser("sample", help="continue a prompt with a trained model")
     s.add_argument("--checkpoint", default="out/ckpt.npz", help="checkpoint file or its folder")
     s.add_argument("--prompt", default="", help="text to continue")
-    s.add_argument("--max-new-tokens", type=int, default=500)
-    s.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
-    s.add_argument("--top-k", type=int, default=None)
-    s.add_argument("--seed", type=int, default=None)
+    s.add_argument("--max-new-tokens", type=NON_NEGATIVE, default=500)
+    s.add_argument("--temperature", type=number(0.0), default=0.8, help="0 = greedy")
+    s.add_argument("--top-k", type=COUNT, default=None)
+    s.add_argument("--seed", type=SEED, default=None)
     s.add_argument("--backend", default=None)
     s.add_argument("--no-cache", action="store_true",
                    help="re-run the whole context for every token (the slow, readable reference) instead of cached decoding")
@@ -242,24 +251,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("recall", help="train small models on associative recall and compare mixers")
     r.add_argument("--task", default="recall", choices=["recall", "induction"])
-    r.add_argument("--vocab", type=int, nargs="+", default=[10], help="vocabulary sizes")
-    r.add_argument("--seq-len", type=int, nargs="+", default=[256], help="sequence lengths")
+    r.add_argument("--vocab", type=COUNT, nargs="+", default=[10], help="vocabulary sizes")
+    r.add_argument("--seq-len", type=COUNT, nargs="+", default=[256], help="sequence lengths")
     r.add_argument("--mixers", nargs="+", default=["hyena", "attention", "hyena-nogate", "hyena-explicit"])
-    r.add_argument("--d-model", type=int, default=64)
-    r.add_argument("--n-layer", type=int, default=2)
-    r.add_argument("--batch-size", type=int, default=32)
+    r.add_argument("--d-model", type=COUNT, default=64)
+    r.add_argument("--n-layer", type=COUNT, default=2)
+    r.add_argument("--batch-size", type=COUNT, default=32)
     r.add_argument("--lr", nargs="+", default=None, metavar="[MIXER=]LR[,LR...]",
                    help="peak learning rates: for every mixer, or per mixer (e.g. 3e-3 attention-rope=1e-3); "
                         "several values: a sweep (default 3e-3)")
-    r.add_argument("--warmup", type=int, default=50, help="linear warm-up steps")
-    r.add_argument("--max-steps", type=int, default=2000)
-    r.add_argument("--time-limit", type=float, default=None, help="seconds of training per model (evaluation not counted)")
+    r.add_argument("--warmup", type=NON_NEGATIVE, default=50, help="linear warm-up steps")
+    r.add_argument("--max-steps", type=COUNT, default=2000)
+    r.add_argument("--time-limit", type=POSITIVE, default=None, help="seconds of training per model (evaluation not counted)")
     r.add_argument("--clock", default="wall", choices=["wall", "cpu"],
                    help="what --time-limit counts: wall seconds, or this process's CPU seconds (steadier on a shared machine)")
-    r.add_argument("--eval-every", type=int, default=100)
-    r.add_argument("--test-size", type=int, default=256, help="test examples (scored on the answer)")
-    r.add_argument("--target", type=float, default=0.99, help="stop a model once its test accuracy reaches this")
-    r.add_argument("--seeds", "--seed", dest="seeds", type=int, nargs="+", default=[0],
+    r.add_argument("--eval-every", type=COUNT, default=100)
+    r.add_argument("--test-size", type=COUNT, default=256, help="test examples (scored on the answer)")
+    r.add_argument("--target", type=number(0.0, 1.0, low_ok=False), default=0.99, help="stop a model once its test accuracy reaches this")
+    r.add_argument("--seeds", "--seed", dest="seeds", type=SEED, nargs="+", default=[0],
                    help="seeds of initialisation and data; several: mean and spread over them")
     r.add_argument("--json", default=None, metavar="PATH", help="write settings, every run and its accuracy curve here")
     r.add_argument("--backend", default=None)
@@ -267,8 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=_recall)
 
     d = sub.add_parser("demo", help="check the FFT convolution and its gradient")
-    d.add_argument("--length", type=int, default=64)
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--length", type=COUNT, default=64)
+    d.add_argument("--seed", type=SEED, default=0)
     d.set_defaults(func=_demo)
 
     from .interop.commands import add_commands
@@ -277,18 +286,45 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _error(message: str) -> None:
+    """The one-line error, on stderr if there is one."""
+    if sys.stderr is not None:
+        print(f"minihyena: error: {' '.join(message.split())}", file=sys.stderr)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush raises nothing more."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 def main(argv=None) -> int:
     from .backends import BackendUnavailableError
     from .checkpoint import CheckpointError
     from .train import TrainingError
 
-    args = build_parser().parse_args(argv)
+    if sys.stdout is None:  # started with stdout closed (>&-): nowhere to write results
+        _error("standard output is closed; redirect it to a file or /dev/null instead of closing it")
+        return 2
     try:
+        args = build_parser().parse_args(argv)
         return args.func(args)
+    except BrokenPipeError:  # the reader went away (| head): stop quietly, as Unix tools do
+        _silence_stdout()
+        return 128 + 13  # the status of a process ended by SIGPIPE
     except (CheckpointError, BackendUnavailableError, TrainingError, OSError, ValueError, TypeError) as exc:
         if os.environ.get("MINIHYENA_DEBUG"):
             raise
-        print(f"minihyena: error: {exc}", file=sys.stderr)
+        _error(str(exc))
+        return 2
+    except MemoryError as exc:
+        if os.environ.get("MINIHYENA_DEBUG"):
+            raise
+        _error(f"out of memory: {exc}" if str(exc) else "out of memory")
         return 2
     except KeyboardInterrupt:  # Ctrl-C outside the training loop (which saves and stops by itself)
         if os.environ.get("MINIHYENA_DEBUG"):

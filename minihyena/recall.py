@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 from .autograd import no_grad
 from .backends import get_backend
 from .data.synthetic import TASKS, answer_accuracy, answer_loss
+from .fileio import atomic_write_text
 from .nn.model import HyenaConfig, HyenaLM, check_mixer
 from .optim import AdamW, clip_grad_norm, param_groups
 
@@ -203,9 +203,7 @@ def run_grid(cfg: TaskConfig, vocabs, seq_lens, lrs: dict[str, list[float]], see
 def save_results(path, results: dict) -> None:
     """Write ``results`` as JSON through a temporary file renamed into place (a crash keeps the last copy)."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(results, indent=1) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(results, indent=1) + "\n")
 
 
 def summarize(runs: list[dict]) -> list[dict]:

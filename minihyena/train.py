@@ -18,12 +18,16 @@ import numpy as np
 
 from .autograd import no_grad
 from .backends import get_backend
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, section
+from .checkpoint import CheckpointError, is_resumable, load_checkpoint, save_checkpoint, section
 from .data.text import CharTokenizer, TextDataset, load_bundled_corpus, load_text
 from .distributed import limit_threads, world
+from .fileio import atomic_write_text
+from .memory import check_fits, training_bytes
+from .messages import plural
 from .nn.model import HyenaConfig, HyenaLM
 from .optim import AdamW, clip_grad_norm, cosine_lr, param_groups
 from .progress import Progress
+from .runs import RunLock, check_out_folder
 
 
 class TrainingError(RuntimeError):
@@ -126,24 +130,32 @@ class Trainer:
     """
 
     def __init__(self, cfg: TrainConfig, model_cfg: HyenaConfig | None = None, resume: bool = False, log=print,
-                 comm=None):
+                 comm=None, force: bool = False, init_from=None):
         check_settings(cfg, model_cfg)
+        if resume and init_from is not None:
+            raise ValueError("--resume continues the run in --out; --init-from starts a new one: give one of them")
         self.cfg = cfg
         self.comm = comm = comm or world()
         self.log = log if comm.rank == 0 else _quiet
         self.out = Path(cfg.out)
         self.ckpt_path = self.out / "ckpt.npz"
+        self.lock = RunLock(self.out)
+        comm.run_on_root(lambda: check_out_folder(self.out, resume=resume, force=force))  # before any work
         self.backend = get_backend(cfg.backend)
         self.thread_note = limit_threads(comm)  # P ranks on one machine: a share of its cores each
         text = comm.run_on_root(_read_text, cfg.data)
-        meta = None
-        if resume:
-            arrays, meta = comm.run_on_root(load_checkpoint, self.ckpt_path)
+        meta, source = None, self.ckpt_path if resume else init_from
+        if source is not None:
+            arrays, meta = comm.run_on_root(load_checkpoint, source)
+            if resume and not is_resumable(arrays, meta):
+                raise CheckpointError(
+                    f"{source} holds weights only, no optimiser or training state (an imported or exported model), "
+                    "so it cannot be resumed; start a new run from its weights with --init-from")
             try:
                 tokenizer = CharTokenizer.from_dict(meta["tokenizer"])
                 model_cfg = HyenaConfig.from_dict(meta["model_config"])
             except (KeyError, TypeError, ValueError) as exc:
-                raise CheckpointError(f"{self.ckpt_path} cannot be resumed: unusable header ({exc})") from None
+                raise CheckpointError(f"{source} cannot be {'resumed' if resume else 'read'}: unusable header ({exc})") from None
         else:
             tokenizer = CharTokenizer.from_text(text)
             model_cfg = dataclasses.replace(model_cfg or HyenaConfig(), vocab_size=tokenizer.vocab_size)
@@ -153,6 +165,15 @@ class Trainer:
             raise ValueError(f"--seq-len {cfg.seq_len} is longer than the model's l_max = {model_cfg.l_max}")
         self.tokenizer = tokenizer
         self.data = TextDataset(tokenizer.encode(text, name=f"training text {cfg.data or '(bundled)'}"), cfg.val_fraction)
+        for split in ("train", "val"):  # found now, not at the first evaluation minutes later
+            have = len(self.data.split(split))
+            if have < cfg.seq_len + 1:
+                raise ValueError(f"the {'training' if split == 'train' else 'validation'} split of {cfg.data or 'the corpus'} "
+                                 f"has {plural(have, 'token')}, too few for --seq-len {cfg.seq_len} (it needs "
+                                 f"{cfg.seq_len + 1}); use a shorter --seq-len or more text")
+        check_fits(training_bytes(model_cfg, cfg.batch_size, cfg.seq_len),
+                   f"training a model of width {model_cfg.d_model}, {model_cfg.n_layer} layers, "
+                   f"on batch {cfg.batch_size} x {cfg.seq_len}")
         self.model = HyenaLM(model_cfg, seed=cfg.seed).to(self.backend)
         self.opt = AdamW(
             param_groups(self.model, cfg.weight_decay), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2)
@@ -165,8 +186,10 @@ class Trainer:
         self.history: list[dict] = []
         self.saved_ranks: list[dict] = []  # random states of every rank that has trained this run
         self.saved_batch = (comm.size, cfg.batch_size)  # (processes, windows each) of the run being resumed
-        if meta is not None:
+        if resume:
             self._restore(arrays, meta)
+        elif meta is not None:  # --init-from: the weights, and nothing of the old run's training state
+            self._load_weights(arrays, source)
         comm.broadcast_parameters(self.model.parameters())  # identical copies, whatever each rank built
 
     # ------------------------------------------------------------------ checkpoint state
@@ -187,6 +210,12 @@ class Trainer:
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{self.ckpt_path} cannot be resumed: {exc}") from None
 
+    def _load_weights(self, arrays: dict, source) -> None:
+        try:
+            self.model.load_state_dict(section(arrays, "model"))
+        except ValueError as exc:
+            raise CheckpointError(f"{source} does not match its own configuration: {exc}") from None
+
     def save(self) -> Path:
         """Write the checkpoint on rank 0. Every rank calls it: it gathers the ranks' random states."""
         ranks = self.comm.gather({"batches": self.rng.bit_generator.state, "dropout": _rng_states(self.model)})
@@ -202,10 +231,10 @@ class Trainer:
             "train_config": dataclasses.asdict(self.cfg),
             "train_state": {"step": self.step, "world_size": self.comm.size, "ranks": ranks, "history": self.history},
         }
-        return save_checkpoint(self.ckpt_path, arrays, meta)
+        return save_checkpoint(self.ckpt_path, arrays, meta, clean_stale=True)  # the lock makes this run the only writer
 
     def _write_history(self) -> None:
-        (self.out / "history.json").write_text(json.dumps(self.history))
+        atomic_write_text(self.out / "history.json", json.dumps(self.history))
 
     def _last_checkpoint(self) -> str:
         return str(self.ckpt_path) if self.ckpt_path.exists() else "(none saved yet)"
@@ -256,6 +285,16 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def run(self, progress: bool = True) -> TrainResult:
+        """Train to ``max_iters`` (or a Ctrl-C), validating and saving every ``eval_interval`` steps, while
+        holding the output folder's lock (:class:`~minihyena.runs.RunLock`) on rank 0."""
+        self.comm.run_on_root(self.lock.acquire)
+        try:
+            return self._run(progress)
+        finally:
+            if self.comm.rank == 0:
+                self.lock.release()
+
+    def _run(self, progress: bool) -> TrainResult:
         cfg, comm = self.cfg, self.comm
         batch = f"batch {cfg.batch_size} x {cfg.seq_len}"
         if comm.size > 1:
@@ -301,6 +340,7 @@ class Trainer:
                         )
                     self.history[-1]["val_loss"] = val
                     self.save()
+                    comm.run_on_root(self._write_history)  # current after a kill too
                     (bar.write if bar else self.log)(f"step {self.step}: train loss {loss:.4f}, val loss {val:.4f}, saved {self.ckpt_path}")
         finally:
             signal.signal(signal.SIGINT, old_handler)

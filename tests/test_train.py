@@ -177,7 +177,7 @@ def test_unusable_settings_are_rejected(text_file, tmp_path, field, value):
 
 @pytest.mark.parametrize("dropout", [1.0, -0.1, float("nan")])
 def test_unusable_dropout_is_rejected(text_file, tmp_path, dropout):
-    with pytest.raises(ValueError, match=r"--dropout must be a finite number in \[0, 1\)"):
+    with pytest.raises(ValueError, match=r"dropout must be a finite number in \[0, 1\)"):
         Trainer(config(text_file, tmp_path / "out"), HyenaConfig(**{**MODEL.to_dict(), "dropout": dropout}), log=quiet)
 
 

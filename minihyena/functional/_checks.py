@@ -12,6 +12,12 @@ def as_tensor(x, like: Tensor | None = None) -> Tensor:
         return x
     if like is None:
         return Tensor(x)
+    xp = like.backend.xp
+    if xp is not np and isinstance(x, np.ndarray) and x.ndim > 0:  # as CuPy does: no silent host-to-device copy
+        raise TypeError(
+            f"an operand is a host numpy.ndarray of shape {x.shape} and the other a {like.backend.name} tensor; "
+            f"move it first (backend.asarray(x), or Tensor(x, backend=...))"
+        )
     dtype = like.dtype if np.issubdtype(like.dtype, np.floating) else None
     return Tensor(like.backend.asarray(x, dtype=dtype), backend=like.backend)
 
