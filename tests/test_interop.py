@@ -1,10 +1,11 @@
 """Weights exchanged with the reference PyTorch code (HazyResearch/safari), without torch.
 
 The reference tensors are built here with NumPy under the reference's names and shapes, written with
-safetensors, and the reference operator is written here from the published formulas (HYENA.md
-sections 1-3) in its (B, L, D) layout, with its FFT convention: size n = 2L, the filter's transform
-divided by n, the inverse unnormalised (``norm="forward"``). Its input gradient is a hand-written VJP,
-itself checked against central differences. Nothing here uses minihyena to compute the reference.
+safetensors, and the reference operator is written here from the published formulas (docs/concepts/
+fft-convolution.md, implicit-filters.md and gating.md) in its (B, L, D) layout, with its FFT convention:
+size n = 2L, the filter's transform divided by n, the inverse unnormalised (``norm="forward"``). Its input
+gradient is a hand-written VJP, itself checked against central differences. Nothing here uses minihyena
+to compute the reference.
 """
 from __future__ import annotations
 
@@ -414,7 +415,8 @@ def test_import_command_errors(tmp_path, rng):
     with pytest.raises(WeightsError, match="7 token embeddings but the tokenizer 3"):
         _run(["import-weights", ref, "--chars-from", tmp_path / "text.txt"])
     (tmp_path / "text.txt").write_text("abcdefg")
-    assert _run(["import-weights", ref, "--chars-from", tmp_path / "text.txt", "--config", '{"layer": {"order": 2}}']) == 0
+    assert _run(["import-weights", ref, "--chars-from", tmp_path / "text.txt", "--config", '{"layer": {"order": 2}}',
+                 "--out", tmp_path / "ok.npz"]) == 0
     with pytest.raises(WeightsError, match="layer.order = 3"):
         _run(["import-weights", ref, "--chars-from", tmp_path / "text.txt", "--config", '{"layer": {"order": 3}}'])
     with pytest.raises(WeightsError, match="one HyenaOperator"):

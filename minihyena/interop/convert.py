@@ -61,12 +61,27 @@ def _number(value) -> bool:
     return isinstance(value, numbers.Number) and not isinstance(value, bool)
 
 
+def model_section(config) -> dict:
+    """The reference model's settings: ``config`` itself, or its ``model`` section (a whole experiment config)."""
+    if config is not None and not isinstance(config, dict):
+        raise WeightsError(f"the reference config is a {type(config).__name__}, not a mapping of settings")
+    config = dict(config or {})
+    return dict(config["model"]) if isinstance(config.get("model"), dict) else config
+
+
+def declared_vocab(config) -> int | None:
+    """The vocabulary size the reference config states (real tokens, before ``pad_vocab_size_multiple``), if any."""
+    vocab = model_section(config).get("vocab_size")
+    return vocab if _number(vocab) else None
+
+
 def read_settings(config: dict | None, dims: Dims, is_lm: bool, warn=warnings.warn) -> Settings:
     """Check a reference model config against the weights; refuse what minihyena cannot compute."""
-    config = dict(config or {})
-    if isinstance(config.get("model"), dict):  # a whole experiment config: its model section
-        config = config["model"]
-    layer = dict(config.get("layer") or {}) if is_lm else dict(config.get("layer") or config)
+    config = model_section(config)
+    layer = config.get("layer") if is_lm else config.get("layer", config)
+    if not isinstance(layer or {}, dict):
+        raise WeightsError(f"the reference config's layer is a {type(layer).__name__}, not a mapping of settings")
+    layer = dict(layer or {})
     problems, unchecked = [], []
 
     def fixed(where, cfg, table):
@@ -78,8 +93,10 @@ def read_settings(config: dict | None, dims: Dims, is_lm: bool, warn=warnings.wa
         for key, dim in names.items():
             if key not in cfg:
                 continue
-            if not _number(cfg[key]):
+            if isinstance(cfg[key], str) and "${" in cfg[key]:  # a Hydra interpolation
                 unchecked.append(f"{where}{key} = {cfg[key]!r}")
+            elif not _number(cfg[key]):
+                problems.append(f"{where}{key} = {cfg[key]!r} is not a number")
             elif cfg[key] != getattr(dims, dim):
                 problems.append(f"{where}{key} = {cfg[key]} in the config but {getattr(dims, dim)} in the weights")
 
@@ -127,12 +144,42 @@ def set_buffers(model, values: dict) -> None:
 
 
 # ---------------------------------------------------------------------------------------- import
+def refuse_non_finite(state: dict) -> None:
+    """Raise :class:`WeightsError` naming every tensor that holds NaN or infinity."""
+    bad = []
+    for k, v in state.items():
+        n = int(np.size(v) - np.count_nonzero(np.isfinite(v)))
+        if n:
+            bad.append(f"{k} ({n} of {np.size(v)} values)")
+    if bad:
+        raise WeightsError(f"non-finite weights (NaN or infinity) in {', '.join(bad[:5])}"
+                           + (f" and {len(bad) - 5} more tensors" if len(bad) > 5 else "") + ": refusing to import them")
+
+
+_FIELD_TYPES = {"int": (int,), "float": (int, float), "str": (str,)}
+
+
+def saved_config(base: dict) -> HyenaConfig:
+    """The minihyena configuration an export saved in the file, its values checked by type."""
+    if not isinstance(base, dict):
+        raise WeightsError(f"the minihyena configuration saved in the file is a {type(base).__name__}, not a mapping")
+    types = {f.name: _FIELD_TYPES.get(str(f.type), (object,)) for f in dataclasses.fields(HyenaConfig)}
+    wrong = [f"{k} = {v!r}" for k, v in base.items()
+             if k in types and (not isinstance(v, types[k]) or isinstance(v, bool))]
+    if wrong:
+        raise WeightsError(f"the minihyena configuration saved in the file has values of the wrong type: {', '.join(wrong)}")
+    try:
+        return HyenaConfig.from_dict(base)
+    except (TypeError, ValueError) as exc:
+        raise WeightsError(f"the minihyena configuration saved in the file is unusable: {exc}") from None
+
+
 def _project_config(dims: Dims, dtype: str, base: dict | None, w: float | None) -> HyenaConfig:
     sizes = dict(vocab_size=dims.vocab, d_model=dims.d_model, n_layer=dims.n_layer, l_max=dims.l_max, order=dims.order,
                  filter_order=dims.filter_order, emb_dim=dims.emb_dim, short_filter_order=dims.short_filter_order)
     if dims.hidden % dims.d_model:
         raise WeightsError(f"the MLP width d_inner = {dims.hidden} is not a multiple of d_model = {dims.d_model} (minihyena's is mlp_ratio * d_model)")
-    cfg = HyenaConfig.from_dict(base) if base else HyenaConfig()
+    cfg = saved_config(base) if base else HyenaConfig()
     differ = [f"{k} {getattr(cfg, k)} (saved) vs {v} (weights)" for k, v in sizes.items() if base and getattr(cfg, k) != v]
     if base and cfg.mixer != "hyena":
         differ.append(f"mixer {cfg.mixer!r}")
@@ -150,20 +197,25 @@ def load_reference_state_dict(state, config: dict | None = None, *, source: str 
     one with ``in_proj.weight`` at the top is a HyenaOperator and gives a :class:`~minihyena.nn.HyenaOperator`.
     Sizes come from the shapes; ``config`` (the reference model's settings, e.g. its Hydra ``model`` section)
     is checked against them and its settings that change the function are applied or refused.
-    ``source``: ``"standalone"`` (default for an operator) or ``"safari"`` (default for an LM): which code
-    wrote the file; it fixes the channel layout of the filters for order >= 3. ``dtype``: of the model
+    ``source``: ``"standalone"`` (default for an operator) or ``"safari"`` (default for an LM, and the only
+    source of one): which code wrote the file; it fixes the channel layout of the filters for order >= 3. ``dtype``: of the model
     (default: float64 if the file is, else float32). ``project_config``: a saved minihyena configuration to
     start from (what :func:`reference_state_dict`'s exports carry). Positional features, times and decay rates
     are set from the file whatever their values; a skip term disabled by ``bias: false`` is loaded as zeros.
-    Raises :class:`WeightsError` naming every missing, unexpected or wrongly shaped key.
+    Raises :class:`WeightsError` naming every missing, unexpected or wrongly shaped key, and every tensor
+    that holds NaN or infinity.
     """
-    state, _ = strip_prefix(dict(state))
     not_float = [f"{k} ({np.asarray(v).dtype})" for k, v in state.items() if not np.issubdtype(np.asarray(v).dtype, np.floating)]
     if not_float:
         raise WeightsError(f"weights must be floating point; these are not: {', '.join(not_float)}")
+    refuse_non_finite(state)
+    state, _ = strip_prefix(dict(state))
     refuse_structure(state)
     is_lm = is_lm_state(state)
     source = source or ("safari" if is_lm else "standalone")
+    if is_lm and source == "standalone":
+        raise WeightsError("a language model's weights (backbone.* keys) come from safari's ConvLMHeadModel, whose filters "
+                           "are in safari's channel layout (standalone_hyena.py has no LM): use source 'safari', the default for an LM")
     dims = infer_dims(state, is_lm)
     entries = lm_entries(dims) if is_lm else operator_entries(dims)
     check(state, entries)
@@ -242,12 +294,22 @@ def shared_names(model) -> dict[str, str]:
     return {alias: e.names[0] for e in entries for alias in e.names[1:]}
 
 
-def reference_config(model) -> dict:
-    """Constructor settings of the reference model that a :func:`reference_state_dict` export fits."""
+def pad_multiple(tokens: int, rows: int) -> int:
+    """The smallest ``pad_vocab_size_multiple`` that pads ``tokens`` ids to ``rows`` embedding rows."""
+    return next(m for m in range(1, rows + 1) if -(-tokens // m) * m == rows)
+
+
+def reference_config(model, tokens: int | None = None) -> dict:
+    """Constructor settings of the reference model that a :func:`reference_state_dict` export fits.
+
+    ``tokens``: the tokenizer's size, if smaller than the LM's embedding (the rows beyond it are padding)."""
     d = model_dims(model)
     layer = dict(l_max=d.l_max, order=d.order, filter_order=d.filter_order, emb_dim=d.emb_dim, short_filter_order=d.short_filter_order)
     if isinstance(model, HyenaLM):
         layer = {"_name_": "hyena", **layer, "w": model.config.filter_w}
-        return dict(d_model=d.d_model, n_layer=d.n_layer, d_inner=d.hidden, vocab_size=d.vocab, layer=layer)
+        vocab = {"vocab_size": d.vocab}
+        if tokens is not None and 1 <= tokens < d.vocab:
+            vocab = {"vocab_size": tokens, "pad_vocab_size_multiple": pad_multiple(tokens, d.vocab)}
+        return dict(d_model=d.d_model, n_layer=d.n_layer, d_inner=d.hidden, **vocab, layer=layer)
     shift = model.filter_fn.modulation.shift
     return dict(d_model=d.d_model, **layer, **({"shift": shift} if shift else {}))

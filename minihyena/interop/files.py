@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ..checkpoint import load_model, save_checkpoint
+from ..fileio import atomic_write
 from .layout import WeightsError
+from .paths import MAX_HEADER, check_input, refuse_special
 
 _PICKLE_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle"}
 
@@ -56,16 +57,44 @@ def _pickle_kind(path: Path, head: bytes) -> str | None:
     return None
 
 
+def _sizes(value) -> bool:
+    return isinstance(value, list) and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in value)
+
+
+def _check_header(path: Path, header) -> None:
+    """Refuse a header that is not ``{name: {"dtype", "shape", "data_offsets"}, "__metadata__": {str: str}}``."""
+    def bad(what):
+        return WeightsError(f"{path} is not a readable safetensors file (its header {what})")
+
+    if not isinstance(header, dict):
+        raise bad(f"is a JSON {type(header).__name__}, not an object")
+    for name, info in header.items():
+        if name == "__metadata__":
+            if not isinstance(info, dict) or not all(isinstance(v, str) for v in info.values()):
+                raise bad("has __metadata__ that is not a mapping of strings")
+            continue
+        if not (isinstance(info, dict) and isinstance(info.get("dtype"), str) and _sizes(info.get("shape"))
+                and _sizes(info.get("data_offsets")) and len(info["data_offsets"]) == 2):
+            raise bad(f"describes tensor {name!r} without a dtype, a shape and two data offsets")
+
+
 def _header(path: Path) -> tuple[dict, int]:
     """The JSON header of a safetensors file and where its data starts."""
     with open(path, "rb") as f:
         n = struct.unpack("<Q", f.read(8))[0]
-        if n > path.stat().st_size:
+        if n > MAX_HEADER:
+            raise WeightsError(f"{path} is not a readable safetensors file (a header of {n:,} bytes; "
+                               f"safetensors allows at most {MAX_HEADER:,})")
+        if n > path.stat().st_size - 8:
             raise WeightsError(f"{path} is not a readable safetensors file (truncated header)")
         try:
-            return json.loads(f.read(n)), 8 + n
+            header = json.loads(f.read(n))
+        except RecursionError:
+            raise WeightsError(f"{path} is not a readable safetensors file (its header is nested too deeply)") from None
         except ValueError:
             raise WeightsError(f"{path} is not a readable safetensors file (corrupt header)") from None
+    _check_header(path, header)
+    return header, 8 + n
 
 
 def _read_bf16(path: Path, info: dict, start: int) -> np.ndarray:
@@ -80,9 +109,7 @@ def _read_bf16(path: Path, info: dict, start: int) -> np.ndarray:
 
 def read_safetensors(path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """``(arrays, metadata)`` of a .safetensors file. PyTorch pickles are refused, never opened with pickle."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
+    path = check_input(path, "weights file")
     with open(path, "rb") as f:
         head = f.read(16)
     kind = _pickle_kind(path, head)
@@ -104,19 +131,25 @@ def read_safetensors(path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
 
 
 def write_safetensors(arrays: dict, path, metadata: dict[str, str] | None = None) -> Path:
-    """Write arrays (and text metadata) to ``path`` atomically: a temporary file renamed into place."""
+    """Write arrays (and text metadata) to ``path`` atomically: a temporary file renamed into place (a folder,
+    device or FIFO at ``path`` is refused, not replaced)."""
     st, _, _ = _safetensors()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    return atomic_write(refuse_special(Path(path)), lambda tmp: st.save_file(arrays, tmp, metadata=metadata))
+
+
+def _inline(text: str) -> bool:
+    """Whether ``--config`` is JSON itself rather than a file name: an object, or anything JSON-like naming no file."""
+    start = text.lstrip()[:1]
+    if start == "{":
+        return True
+    if os.path.lexists(text):
+        return False
     try:
-        st.save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+        json.loads(text)
+    except ValueError:
+        return start in ("[", '"')
+    return True
 
 
 def read_config(spec) -> dict | None:
@@ -124,9 +157,9 @@ def read_config(spec) -> dict | None:
     if spec is None or isinstance(spec, dict):
         return spec
     text, where = str(spec), "the inline config"
-    if not text.lstrip().startswith("{"):
+    if not _inline(text):
         where = text
-        text = Path(spec).read_text(encoding="utf-8")  # FileNotFoundError: a one-line message in the CLI
+        text = check_input(spec, "config file").read_text(encoding="utf-8")
     try:
         if where.endswith((".yaml", ".yml")):
             try:
@@ -152,22 +185,26 @@ def buffer_overrides(model) -> dict[str, np.ndarray]:
     return {name: t.numpy() for name, t in model.named_buffers() if not np.array_equal(t.numpy(), fresh[name].numpy())}
 
 
-def _checkpoint_path(path) -> Path:
+def checkpoint_path(path) -> Path:
     """A folder (existing, or named with a trailing slash) means its ``ckpt.npz``, as for ``sample``."""
     folder = Path(path).is_dir() or str(path).endswith(("/", os.sep))
     return Path(path) / "ckpt.npz" if folder else Path(path)
 
 
-def save_model_checkpoint(model, tokenizer, path, meta: dict | None = None) -> Path:
+def save_model_checkpoint(model, tokenizer, path, meta: dict | None = None, *, padded: bool = False) -> Path:
     """Save a HyenaLM and its tokenizer as a minihyena checkpoint (``minihyena sample`` reads it), with
-    the buffers that differ from the rebuilt ones in the ``model.`` section (their names under ``"buffers"``)."""
-    if model.config.vocab_size != tokenizer.vocab_size:
-        raise WeightsError(f"the model has {model.config.vocab_size} token embeddings but the tokenizer "
-                           f"{tokenizer.vocab_size} characters: they must be the same")
+    the buffers that differ from the rebuilt ones in the ``model.`` section (their names under ``"buffers"``).
+
+    ``padded``: the tokenizer may have fewer characters than the model has embedding rows (a reference
+    vocabulary padded with ``pad_vocab_size_multiple``); ids from ``len(tokenizer)`` on are padding."""
+    rows, n = model.config.vocab_size, tokenizer.vocab_size
+    if n > rows or (n < rows and not padded):
+        raise WeightsError(f"the model has {rows} token embeddings but the tokenizer {n} characters: they must be the same"
+                           + (", unless the rows beyond the characters are padding (padded=True)" if n < rows else ""))
     carried = buffer_overrides(model)
     arrays = {"model." + k: v for k, v in {**model.state_dict(), **carried}.items()}
     header = {"model_config": model.config.to_dict(), "tokenizer": tokenizer.to_dict(), **(meta or {}), "buffers": sorted(carried)}
-    return save_checkpoint(_checkpoint_path(path), arrays, header)
+    return save_checkpoint(refuse_special(checkpoint_path(path)), arrays, header)
 
 
 def load_model_checkpoint(path, backend=None):
@@ -187,18 +224,24 @@ def _json_meta(metadata: dict, key: str, path):
 
 
 def read_reference(path, config=None, *, source=None, dtype=None, warn=None):
-    """``(model, tokenizer or None)`` from a .safetensors file; see :func:`import_weights`."""
+    """``(model, tokenizer or None, declared vocabulary size or None)`` from a .safetensors file; see
+    :func:`import_weights`. Without ``config``, the reference config an export saved in the file is used."""
     import warnings
 
     from ..data.text import CharTokenizer
-    from .convert import load_reference_state_dict
+    from .convert import declared_vocab, load_reference_state_dict
 
     arrays, metadata = read_safetensors(path)
     project = _json_meta(metadata, "minihyena.model_config", path)
     tok = _json_meta(metadata, "minihyena.tokenizer", path)
-    model = load_reference_state_dict(arrays, read_config(config), source=source or metadata.get("minihyena.source"),
+    config = read_config(config) if config is not None else _json_meta(metadata, "minihyena.reference_config", path)
+    model = load_reference_state_dict(arrays, config, source=source or metadata.get("minihyena.source"),
                                       dtype=dtype, project_config=project, warn=warn or warnings.warn)
-    return model, CharTokenizer.from_dict(tok) if tok else None
+    try:
+        tokenizer = CharTokenizer.from_dict(tok) if tok else None
+    except (TypeError, ValueError, KeyError) as exc:
+        raise WeightsError(f"{path}: metadata minihyena.tokenizer is unusable: {exc}") from None
+    return model, tokenizer, declared_vocab(config)
 
 
 def import_weights(path, config=None, *, source=None, dtype=None):
@@ -220,7 +263,8 @@ def export_weights(model, path, *, source=None, dedupe: bool = False, tokenizer=
 
     source = source or ("safari" if isinstance(model, HyenaLM) else "standalone")
     arrays = reference_state_dict(model, source=source, dedupe=dedupe)
-    meta = {"format": "pt", "minihyena.source": source, "minihyena.reference_config": json.dumps(reference_config(model))}
+    tokens = tokenizer.vocab_size if tokenizer is not None else None
+    meta = {"format": "pt", "minihyena.source": source, "minihyena.reference_config": json.dumps(reference_config(model, tokens))}
     if isinstance(model, HyenaLM):
         meta["minihyena.model_config"] = json.dumps(model.config.to_dict())
     if tokenizer is not None:

@@ -148,11 +148,20 @@ def infer_dims(state, is_lm: bool) -> Dims:
     dims = dict(d_model=D, order=inner // D - 1, filter_order=F, emb_dim=E, short_filter_order=K, l_max=L)
     if not is_lm:
         return Dims(**dims)
-    layers = {int(m.group(1)) for k in state if (m := re.match(re.escape(LM_ROOT) + r"layers\.(\d+)\.", k))}
+    known = _layer_keys()  # a stray key (layers.7.foo) makes no layer: it is reported as unexpected
+    layers = {int(m.group(1)) for k in state if (m := re.match(re.escape(LM_ROOT) + r"layers\.(\d+)\.(.*)", k)) and m.group(2) in known}
+    if not layers:
+        raise WeightsError(f"no layer of the reference LM found (keys {LM_ROOT}layers.N.norm1.weight, ...)")
     emb = LM_ROOT + "embeddings.word_embeddings.weight"
     vocab = _dim(state, emb if emb in state else "lm_head.weight", 0, "vocab_size")
     hidden = _dim(state, f"{LM_ROOT}layers.0.mlp.fc1.weight", 0, "d_inner")
     return Dims(**dims, vocab=vocab, n_layer=max(layers) + 1, hidden=hidden)
+
+
+def _layer_keys() -> set[str]:
+    """The names of one LM layer's tensors, after ``backbone.layers.N.``."""
+    p = f"{LM_ROOT}layers.0."
+    return {n[len(p):] for e in lm_entries(Dims(1, 2, 1, 1, 1, 1, vocab=1, n_layer=1, hidden=1)) for n in e.names if n.startswith(p)}
 
 
 def is_lm_state(state) -> bool:
@@ -212,11 +221,11 @@ def check(state: dict, entries: list[Entry]) -> None:
         for e in entries for n in e.names if n in state and tuple(np.shape(state[n])) != e.shape
     ]
     refuse_structure(extra)
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {compact(missing)}")
+    problems = []  # unexpected keys first: a misnamed key also makes one missing
     if extra:
         problems.append(f"unexpected keys: {compact(extra)}")
+    if missing:
+        problems.append(f"missing keys: {compact(missing)}")
     if shapes:
         problems.append("wrong shapes: " + "; ".join(shapes))
     for e in entries:
