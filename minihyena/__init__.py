@@ -9,10 +9,17 @@ from .backends import (
     use_backend,
 )
 from . import functional  # noqa: E402
+from .checkpoint import load_model
+from .generate import generate
+from .nn.model import HyenaConfig, HyenaLM
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "HyenaConfig",
+    "HyenaLM",
+    "generate",
+    "load_model",
     "Tensor",
     "Function",
     "Context",

@@ -96,7 +96,8 @@ def _train(args) -> int:
     print(f"finished {result.step} steps in {result.seconds:.0f} s ({result.tokens_per_second:,.0f} tokens/s); "
           f"validation loss {val}; checkpoint {result.checkpoint}")
     if args.sample_tokens > 0:
-        ids = generate(trainer.model, prompt, args.sample_tokens, temperature=0.8, top_k=None, seed=cfg.seed)
+        ids = generate(trainer.model, prompt, args.sample_tokens, temperature=0.8, top_k=None, seed=cfg.seed,
+                       vocab_limit=trainer.tokenizer.vocab_size)
         print("\n--- sample ---")
         print(trainer.tokenizer.decode(ids))
     return 0
@@ -139,7 +140,7 @@ def _sample(args) -> int:
 
     try:
         generate(model, ids, args.max_new_tokens, args.temperature, args.top_k, seed=args.seed,
-                 cache=not args.no_cache, on_token=show)
+                 cache=not args.no_cache, on_token=show, vocab_limit=tokenizer.vocab_size)
     finally:
         if progress is not None:
             progress.close()

@@ -12,7 +12,7 @@ from ..autograd import Tensor
 from .attention import CausalSelfAttention
 from .hyena import HyenaOperator
 from .layers import MLP, Embedding, LayerNorm, _rng, check_length
-from .module import Module
+from .module import Module, check_dtype
 
 
 MIXERS = {
@@ -30,9 +30,18 @@ def check_mixer(name: str) -> None:
         raise ValueError(f"unknown mixer {name!r}; choose one of {', '.join(MIXERS)}")
 
 
+def _bad(field: str, detail: str) -> ValueError:
+    return ValueError(f"HyenaConfig: {field} {detail}")
+
+
+_INT_LEAST = {"vocab_size": 1, "d_model": 1, "n_layer": 1, "l_max": 1, "order": 2, "filter_order": 1,
+              "emb_dim": 3, "short_filter_order": 1, "mlp_ratio": 1, "n_head": 1}
+
+
 @dataclass
 class HyenaConfig:
-    """Everything needed to rebuild a model (saved as JSON beside the weights)."""
+    """Everything needed to rebuild a model (saved as JSON beside the weights). Every field is checked
+    when the configuration is made; a bad value raises a ValueError naming it."""
 
     vocab_size: int = 65
     d_model: int = 128
@@ -40,23 +49,42 @@ class HyenaConfig:
     l_max: int = 256
     order: int = 2
     filter_order: int = 64
-    emb_dim: int = 33
+    emb_dim: int = 33  # odd: time plus (emb_dim - 1) / 2 cosine and sine bands
     short_filter_order: int = 3
     filter_w: float = 1.0
     mlp_ratio: int = 4
     dropout: float = 0.0
-    dtype: str = "float32"
+    dtype: str = "float32"  # float32 or float64 (module.DTYPES)
     mixer: str = "hyena"  # one of MIXERS
     n_head: int = 4  # attention heads (mixers "attention" and "attention-rope" only)
 
     def __post_init__(self):
-        check_mixer(self.mixer)
+        for name, least in _INT_LEAST.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+                raise _bad(name, f"must be an integer >= {least}, got {value!r}")
+            setattr(self, name, int(value))  # NumPy integers too: the configuration is saved as JSON
+        if self.emb_dim % 2 == 0:
+            raise _bad("emb_dim", f"must be odd (time plus pairs of cosine and sine bands), got {self.emb_dim}")
+        self.filter_w = _number("filter_w", self.filter_w, "a finite number > 0", lambda w: w > 0)
+        self.dropout = _number("dropout", self.dropout, "a finite number in [0, 1)", lambda p: 0 <= p < 1)
+        self.dtype = check_dtype(self.dtype, "HyenaConfig: dtype").name  # saved as its name
+        if not isinstance(self.mixer, str) or self.mixer not in MIXERS:
+            raise ValueError(f"HyenaConfig: unknown mixer {self.mixer!r}; choose one of {', '.join(MIXERS)}")
+        if self.mixer.startswith("attention"):
+            if self.d_model % self.n_head:
+                raise _bad("n_head", f"must divide d_model = {self.d_model} (attention heads of equal width), got {self.n_head}")
+            if self.mixer == "attention-rope" and (self.d_model // self.n_head) % 2:
+                raise _bad("n_head", f"must leave an even head width for rotary positions, got d_model / n_head = "
+                                     f"{self.d_model} / {self.n_head} = {self.d_model // self.n_head}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> HyenaConfig:
+        if not isinstance(d, dict):
+            raise TypeError(f"a model configuration must be a dict of settings, got {type(d).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
@@ -64,6 +92,11 @@ class HyenaConfig:
         return cls(**d)
 
 
+def _number(name: str, value, want: str, ok) -> float:
+    real = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not (real and math.isfinite(value) and ok(value)):
+        raise _bad(name, f"must be {want}, got {value!r}")
+    return float(value)
 
 
 def make_mixer(cfg: HyenaConfig, out_std: float, rng, dtype) -> Module:
@@ -140,6 +173,8 @@ class HyenaLM(Module):
 
     def __init__(self, cfg: HyenaConfig | None = None, seed: int = 0, **overrides):
         super().__init__()
+        if cfg is not None and not isinstance(cfg, HyenaConfig):
+            raise TypeError(f"HyenaLM: cfg must be a HyenaConfig (HyenaConfig.from_dict reads a dict), got {type(cfg).__name__}")
         cfg = dataclasses.replace(cfg or HyenaConfig(), **overrides)
         rng = _rng(seed)
         self.config = cfg

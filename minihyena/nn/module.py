@@ -8,6 +8,19 @@ import numpy as np
 from ..autograd import Tensor
 from ..backends import get_backend
 
+DTYPES = ("float32", "float64")  # the dtypes a model computes in (the Numba kernels exist for these)
+
+
+def check_dtype(dtype, owner: str = "dtype") -> np.dtype:
+    """``dtype`` as a NumPy dtype if it is one a model computes in (:data:`DTYPES`), else a ValueError."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise ValueError(f"{owner} must be one of {', '.join(DTYPES)}, got {dtype!r}") from None
+    if dt.name not in DTYPES:
+        raise ValueError(f"{owner} must be one of {', '.join(DTYPES)}, got {dt.name}")
+    return dt
+
 
 class Parameter(Tensor):
     """A leaf Tensor that a Module trains (``requires_grad`` is always True)."""
@@ -120,7 +133,10 @@ class Module:
             p.grad = None
 
     def to(self, backend=None, dtype=None) -> Module:
-        """Move every parameter and buffer to ``backend`` and/or cast floating ones to ``dtype``, in place."""
+        """Move every parameter and buffer to ``backend`` and/or cast floating ones to ``dtype`` (one of
+        :data:`DTYPES`), in place."""
+        if dtype is not None:
+            dtype = check_dtype(dtype, f"{type(self).__name__}.to: dtype")
         be = get_backend(backend) if backend is not None else None
         for m in self.modules():
             tensors = [p for p in vars(m).values() if isinstance(p, Parameter)]
