@@ -19,7 +19,7 @@ class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line, ``--flag must be ..., got X`` (exit status 2 from main)."""
 
     def error(self, message: str):
-        flag = re.match(r"^argument ([^:]+): (must .*)$", message)
+        flag = re.match(r"^argument ([^:]+): (must .*)$", message, flags=re.S)
         if flag:  # a value this module's types refused
             raise UsageError(f"{flag[1]} {flag[2]}")
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
@@ -63,6 +63,18 @@ def number(low: float | None = None, high: float | None = None, low_ok: bool = T
         return value
 
     parse.__name__ = "number"
+    return parse
+
+
+def choice(names):
+    """One of ``names`` (argparse's ``choices``, with this module's one-line message)."""
+
+    def parse(text: str) -> str:
+        if text not in names:
+            raise argparse.ArgumentTypeError(f"must be one of {', '.join(names)}, got {text!r}")
+        return text
+
+    parse.__name__ = "choice"
     return parse
 
 

@@ -12,7 +12,8 @@ import dataclasses
 import os
 import sys
 
-from .argtypes import COUNT, NON_NEGATIVE, POSITIVE, SEED, Parser, UsageError, integer, number
+from .argtypes import COUNT, NON_NEGATIVE, POSITIVE, SEED, Parser, choice, integer, number
+from .nn.model import MIXERS
 
 # Settable from the command line: dest -> (flag, type, help). Defaults come from TrainConfig.
 _TRAIN_FLAGS = {
@@ -39,6 +40,9 @@ _MODEL_FLAGS = {
     "filter_w": ("--filter-w", POSITIVE, "initial frequency of the filter network's sine (> 0)"),
     "mlp_ratio": ("--mlp-ratio", COUNT, "MLP hidden width / model width"),
     "dropout": ("--dropout", number(0.0, 1.0, high_ok=False), "dropout probability, in [0, 1)"),
+    "mixer": ("--mixer", choice(tuple(MIXERS)), "sequence mixer: hyena (default), attention-rope or attention (a GPT "
+              "with rotary or learned positions; everything else is shared), hyena-nogate, hyena-explicit"),
+    "n_head": ("--n-head", COUNT, "attention heads (attention mixers; must divide --d-model)"),
 }
 
 
@@ -56,6 +60,19 @@ def _threads(backend, show: bool = True, stream=None) -> None:
         print(line, file=stream or sys.stdout, flush=True)
 
 
+def _model_config(cls, given: dict):
+    """The model configuration of the flags; a value it refuses is named by its flag (``--n-head``)."""
+    import re
+
+    try:
+        return cls(**given)
+    except (TypeError, ValueError) as exc:
+        message = str(exc).removeprefix("HyenaConfig: ")
+        for dest, (flag, _, _) in _MODEL_FLAGS.items():
+            message = re.sub(rf"\b{dest}\b", flag, message)
+        raise ValueError(message) from None
+
+
 def _train(args) -> int:
     from .checkpoint import load_checkpoint
     from .distributed import stop_on_error, world
@@ -67,7 +84,8 @@ def _train(args) -> int:
     model_given = {k: getattr(args, k) for k in _MODEL_FLAGS if getattr(args, k) is not None}
     comm = None
     try:
-        check_settings(TrainConfig(**given), HyenaConfig(**model_given))  # bad flags: one line, before anything runs
+        model_cfg = _model_config(HyenaConfig, model_given)
+        check_settings(TrainConfig(**given), model_cfg)  # bad flags: one line, before anything runs
         comm = world()  # one process, unless an MPI launcher (mpiexec -n P, srun) started several
         if args.init_from and model_given:
             raise ValueError(f"--init-from keeps the saved model; drop {', '.join(_MODEL_FLAGS[k][0] for k in model_given)}")
@@ -83,7 +101,7 @@ def _train(args) -> int:
         else:
             cfg = TrainConfig(**given)
             _threads(cfg.backend, comm.rank == 0)
-            trainer = Trainer(cfg, HyenaConfig(**model_given), comm=comm, force=args.force, init_from=args.init_from)
+            trainer = Trainer(cfg, model_cfg, comm=comm, force=args.force, init_from=args.init_from)
         prompt = trainer.tokenizer.encode(args.prompt or _default_prompt(trainer.tokenizer), name="prompt")  # check it now
         result = trainer.run(progress=not args.no_progress)
     except Exception as exc:

@@ -22,6 +22,7 @@ from .checkpoint import CheckpointError, is_resumable, load_checkpoint, save_che
 from .data.text import CharTokenizer, TextDataset, load_bundled_corpus, load_text
 from .distributed import limit_threads, world
 from .fileio import atomic_write_text
+from .flops import fmt_flops, train_step_flops
 from .memory import check_fits, training_bytes
 from .messages import plural
 from .nn.model import HyenaConfig, HyenaLM
@@ -299,10 +300,12 @@ class Trainer:
         batch = f"batch {cfg.batch_size} x {cfg.seq_len}"
         if comm.size > 1:
             batch = f"{comm.size} processes x batch {cfg.batch_size} x {cfg.seq_len}"
+        mc = self.model.config
+        flops = train_step_flops(mc, comm.size * cfg.batch_size, cfg.seq_len)
         self.log(
-            f"training on backend {self.backend.name!r}: {self.model.num_parameters():,} parameters, "
+            f"training on backend {self.backend.name!r}: {mc.mixer} model, {self.model.num_parameters():,} parameters, "
             f"{len(self.data.train):,} training tokens, vocab {self.tokenizer.vocab_size}, "
-            f"steps {self.step}->{cfg.max_iters}, {batch}"
+            f"steps {self.step}->{cfg.max_iters}, {batch}, {fmt_flops(flops)} per step"
         )
         if self.thread_note:
             self.log(self.thread_note)

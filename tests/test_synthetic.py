@@ -283,8 +283,8 @@ def test_flop_and_memory_models_scale_as_derived():
     # attention: the L^2 terms dominate at long L: doubling L almost quadruples
     assert 3.9 < attention_flops(131072, D) / attention_flops(65536, D) < 4.0
     assert attention_flops(256, D) < hyena_flops(256, D) * 2  # comparable at short L
-    assert attention_flops(16384, D) > 20 * hyena_flops(16384, D)  # about 30x by the formulas
-    assert attention_memory_bytes(2 * 8192, D) / attention_memory_bytes(8192, D) > 3.9
+    assert attention_flops(16384, D) > 10 * hyena_flops(16384, D)  # about 15x by the formulas
+    # both keep O(L) numbers for the backward: tiled attention stores no L x L matrix
+    assert attention_memory_bytes(2 * 8192, D) / attention_memory_bytes(8192, D) == pytest.approx(2.0)
     assert hyena_memory_bytes(2 * 8192, D) / hyena_memory_bytes(8192, D) == pytest.approx(2.0)
-    # the probability matrices of 4 heads at L = 32768 alone exceed 16 GiB in float32
-    assert attention_memory_bytes(32768, D) > 16 * 2**30
+    assert attention_memory_bytes(32768, D) < 2**30
