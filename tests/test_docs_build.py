@@ -5,11 +5,16 @@ the tutorials, here with ``MINIHYENA_SMOKE=1`` so that it stays quick.
 """
 from __future__ import annotations
 
+import html
 import importlib.util
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -159,3 +164,97 @@ def test_build_log_is_quiet(site: Path, noise: str):
 def test_no_build_litter(site: Path):
     litter = [p for p in site.rglob("*") if p.name == "__pycache__" or p.suffix in {".pyc", ".nbi", ".nbc", ".py"}]
     assert not litter, f"files that should not be published: {litter[:5]}"
+
+
+# ---------------------------------------------------------------------------- the pages at 1280 px
+# In a 1280 px window (1265 px beside a scroll bar) Material shows the navigation, the page and its table
+# of contents side by side, which leaves the page a column of under 700 px. A table wider than that
+# scrolls sideways inside its box and hides its last columns, and a display formula wider than that is
+# cut at the column's edge. Material gives every header cell a minimum width of 5rem (100 px): seven
+# columns are already too many.
+MAX_TABLE_COLUMNS = 6
+CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+
+
+def _markdown_tables(text: str):
+    """(line number, columns) of each pipe table of a Markdown text, read from its delimiter row."""
+    fenced = False
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        elif not fenced and i and re.fullmatch(r"\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*", line) and "|" in line:
+            yield i, len([cell for cell in line.strip().strip("|").split("|")])
+
+
+def test_markdown_tables_fit_the_column():
+    wide = [f"{path.relative_to(ROOT)}:{line}: {columns} columns"
+            for path in sorted((ROOT / "docs").rglob("*.md"))
+            for line, columns in _markdown_tables(path.read_text(encoding="utf-8"))
+            if columns > MAX_TABLE_COLUMNS]
+    assert not wide, (f"tables of more than {MAX_TABLE_COLUMNS} columns hide their last columns in a 1280 px window; "
+                      "split them or move columns into the text:\n" + "\n".join(wide))
+
+
+# Injected into a copy of each page: once KaTeX has typeset and the fonts are in, list every table
+# column that lies beyond the box clipping the table and every display formula wider than its box.
+_MEASURE = """<script>
+window.addEventListener("load", function () {
+  document.fonts.ready.then(function () { setTimeout(function () {
+    var art = document.querySelector("article"), out = {typeset: 0, wide: []};
+    function visibleRight(el) {  // the right edge of the intersection of the boxes that clip el
+      var right = art.getBoundingClientRect().right;
+      for (var a = el; a && a !== art; a = a.parentElement) {
+        if (getComputedStyle(a).overflowX !== "visible") right = Math.min(right, a.getBoundingClientRect().right);
+      }
+      return right;
+    }
+    art.querySelectorAll("table").forEach(function (table) {
+      var right = visibleRight(table), cells = table.rows.length ? table.rows[0].cells : [];
+      var hidden = Array.prototype.filter.call(cells, function (c) { return c.getBoundingClientRect().right > right + 1; });
+      if (hidden.length) out.wide.push("table, columns " + hidden.map(function (c) { return JSON.stringify(c.textContent.trim()); }).join(", ") + " hidden");
+    });
+    art.querySelectorAll(".katex-display").forEach(function (el) {
+      out.typeset += 1;
+      var tex = el.querySelector("annotation");
+      if (el.scrollWidth > el.clientWidth + 1) out.wide.push("formula " + el.scrollWidth + " px wide in " + el.clientWidth + " px: " + (tex ? tex.textContent : "").trim().slice(0, 70));
+    });
+    var pre = document.createElement("pre");
+    pre.id = "minihyena-width-check";
+    pre.textContent = JSON.stringify(out);
+    document.body.appendChild(pre);
+  }, 100); });
+});
+</script>"""
+
+
+def _measure(page: Path) -> dict:
+    probe = page.with_name("_width_check.html")
+    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", _MEASURE + "</body>"), encoding="utf-8")
+    try:
+        with tempfile.TemporaryDirectory() as profile:
+            proc = subprocess.run(
+                [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync",
+                 "--disable-background-networking", "--disable-component-update", f"--user-data-dir={profile}",
+                 "--allow-file-access-from-files", "--window-size=1280,900", "--virtual-time-budget=10000",
+                 "--dump-dom", probe.as_uri()],
+                capture_output=True, text=True, timeout=120,
+            )
+    finally:
+        probe.unlink()
+    found = re.search(r'<pre id="minihyena-width-check">(.*?)</pre>', proc.stdout, re.S)
+    if found is None:
+        return {"error": f"the measurement did not run (chromium exit status {proc.returncode}): {proc.stderr[-300:]}"}
+    return json.loads(html.unescape(found.group(1)))
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium to look at the pages with: apt-get install chromium")
+def test_pages_fit_a_1280px_window(site: Path):
+    pages = sorted(p for p in site.rglob("index.html") if p.parent.name not in ("search", "404"))
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = dict(zip(pages, pool.map(_measure, pages)))
+    problems = [f"{page.parent.relative_to(site)}: {item}" for page, result in results.items()
+                for item in ([result["error"]] if "error" in result else result["wide"])]
+    assert not problems, "in a 1280 px window:\n" + "\n".join(problems)
+    for name in ("concepts/fft-convolution", "concepts/gating", "tutorials/03_implicit_filters"):
+        assert results[site / name / "index.html"]["typeset"] >= 2, f"{name}: KaTeX typeset no display formula"

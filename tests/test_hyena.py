@@ -1,4 +1,4 @@
-"""The Hyena operator and its implicit filter against HYENA.md sections 2-3 written out in NumPy;
+"""The Hyena operator and its filter against docs/concepts/gating.md and implicit-filters.md, in NumPy;
 causality of the operator and of the whole language model; parameter count versus l_max."""
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def lin(x, layer):
     return y if layer.bias is None else y + layer.bias.numpy()
 
 
-# ---------------------------------------------------------------------------- HYENA.md section 2
+# ------------------------------------------------------- docs/concepts/implicit-filters.md
 
 
 def reference_filter(filt: HyenaFilter, l_max: int, emb_dim: int, L: int, n_filters: int, D: int):
@@ -78,7 +78,7 @@ def test_filter_init_values():
     assert not np.allclose(filt.bias.numpy(), 0.0)  # skip terms ~ N(0, 1), not zeros
 
 
-# ---------------------------------------------------------------------------- HYENA.md section 3
+# ------------------------------------------------------------------ docs/concepts/gating.md
 
 
 def direct_causal_conv(v, k, skip):
@@ -138,7 +138,7 @@ def test_operator_rejects_bad_order_and_long_input():
 #
 # Output position t must not depend on input position s > t. With exact arithmetic the gradient
 # d y[t] / d u[s] is zero; the FFT convolution leaks round-off there (eps * |u| * |k| in the forward,
-# eps * |g| * |k| in the backward, HYENA.md section 1). Each leaked entry sums 2L such terms, each
+# eps * |g| * |k| in the backward; docs/concepts/fft-backward.md). Each leaked entry sums 2L such terms, each
 # grown by up to log2(2L) FFT stages, so relative to the typical gradient magnitude the leak stays
 # below tol = 2L * log2(2L) * eps (3.6e-14 in float64, 1.9e-5 in float32 at L = 16). A causality
 # bug (e.g. a circular convolution) leaks at the size of the gradient itself, orders above tol.

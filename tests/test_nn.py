@@ -145,7 +145,7 @@ def test_to_float64_casts_parameters_and_buffers(rng):
     np.testing.assert_allclose(rebuilt(ids).numpy(), y64, rtol=10 * np.finfo(np.float32).eps, atol=1e-9)
 
 
-# ---------------------------------------------------------------------------- initialisation (HYENA.md 4)
+# ------------------------------------ initialisation (docs/concepts/language-model.md)
 
 
 def test_gpt2_initialisation():

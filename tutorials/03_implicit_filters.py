@@ -47,8 +47,10 @@ D = 8  # channels of the operator; an order-2 operator needs one filter per chan
 # Position $n$ is described by $E$ numbers (`emb_dim`, odd): the normalised position
 # $t_n = n / (\ell_{\max} - 1)$, then $K = (E-1)/2$ cosines and $K$ negated sines,
 #
-# $$z_n = [\,t_n,\ \cos(f_k \omega_n)_{k<K},\ -\sin(f_k \omega_n)_{k<K}\,], \qquad
-#   \omega_n = 2\pi n / \ell_{\max}, \quad f = \mathrm{linspace}(10^{-4}, K-1, K).$$
+# $$\begin{aligned}
+#   z_n &= [\,t_n,\ \cos(f_k \omega_n)_{k<K},\ -\sin(f_k \omega_n)_{k<K}\,], \\
+#   \omega_n &= 2\pi n / \ell_{\max}, \qquad f = \mathrm{linspace}(10^{-4}, K-1, K).
+# \end{aligned}$$
 #
 # We use a small $E = 9$ (four bands) so that every feature fits in one plot; the library's
 # default is 33. `HyenaFilter(d_model, n_filters, l_max, ...)` builds everything; its

@@ -22,8 +22,9 @@
 # 4. sample text with `minihyena.generate.generate`,
 # 5. reload the checkpoint the trainer wrote.
 #
-# The model here is deliberately small so that the site builds in minutes: about a minute of
-# training on two CPU cores. `minihyena train` trains the default, larger model
+# The model here is deliberately small so that the site builds in minutes: 1,200 steps of
+# training, which on a two-core CPU take a minute or two; the training cell prints how long
+# they took on your machine. `minihyena train` trains the default, larger model
 # (see [The language model](../concepts/language-model.md)). With `MINIHYENA_SMOKE=1` the run
 # is a few steps long and the samples are noise.
 
@@ -91,7 +92,9 @@ assert abs(loss0 - np.log(tok.vocab_size)) < 0.05 * np.log(tok.vocab_size)  # cl
 # `TrainConfig` holds the training settings and `Trainer` does the rest: it builds the
 # tokenizer and the model (with `vocab_size` set from the corpus), draws random windows,
 # runs AdamW with a cosine learning-rate schedule and gradient clipping, evaluates on the
-# validation split every `eval_interval` steps and saves a checkpoint there.
+# validation split every `eval_interval` steps and saves a checkpoint there. The checkpoints
+# go to a temporary folder; the trainer's messages (its `log` argument, `print` by default)
+# show that folder as `out/`.
 
 # %%
 train_cfg = TrainConfig(
@@ -106,7 +109,14 @@ train_cfg = TrainConfig(
     eval_iters=2 if SMOKE else 10,
     seed=0,
 )
-trainer = Trainer(train_cfg, model_cfg)
+
+
+def log(message):
+    """Print a message of the trainer, with the temporary folder shown as out/."""
+    print(str(message).replace(str(out_dir), "out"))
+
+
+trainer = Trainer(train_cfg, model_cfg, log=log)
 t0 = time.perf_counter()
 result = trainer.run(progress=False)
 print(f"{result.step} steps in {time.perf_counter() - t0:.0f} s, "
@@ -151,7 +161,9 @@ print(f"validation perplexity: e^{result.val_loss:.2f} = {np.exp(result.val_loss
 # ## 4. Sampling
 #
 # `generate` feeds the prompt through the model, draws the next character from the softmax
-# of the last position's logits divided by the temperature, appends it, and repeats. A low
+# of the last position's logits divided by the temperature, appends it, and repeats. It runs
+# the prompt once and then each new character as one more position, with a cache per layer
+# (see [Generation](../concepts/generation.md)); the logits are those of a full re-run. A low
 # temperature makes the text more repetitive and safe; `top_k` keeps only the $k$ most likely
 # characters at each step.
 
