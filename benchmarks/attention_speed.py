@@ -19,12 +19,14 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 import tracemalloc
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _workers import run_worker as run  # noqa: E402
 
 
 def _inputs(L: int, H: int, d: int):
@@ -91,18 +93,8 @@ def worker(name: str, lengths, H: int, d: int, repeats: int) -> None:
 
 
 def run_worker(name: str, args) -> list[dict]:
-    env = dict(os.environ)
-    if args.threads:
-        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            env[var] = str(args.threads)
-        env["MINIHYENA_BENCH_THREADS"] = str(args.threads)
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", name, "--lengths", args.lengths,
-           "--heads", str(args.heads), "--head-dim", str(args.head_dim), "--repeats", str(args.repeats)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        print(f"{name}: failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
-        return []
-    return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    return run(__file__, name, ["--lengths", args.lengths, "--heads", str(args.heads), "--head-dim", str(args.head_dim),
+                                "--repeats", str(args.repeats)], threads=args.threads)
 
 
 def main(argv=None) -> int:

@@ -23,11 +23,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _workers import run_worker as run  # noqa: E402
 
 DEFAULT_SIZES = "16x128,4x1024,1x8192"  # batch x sequence length; 16 x 128 is the trainer's default
 
@@ -107,18 +109,8 @@ def worker(name: str, sizes, warmup: int, steps: int) -> None:
 
 
 def run_worker(name: str, args) -> list[dict]:
-    env = dict(os.environ, MINIHYENA_BENCH_FFT_WORKERS=str(args.fft_workers))
-    if args.blas_threads:
-        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            env[var] = str(args.blas_threads)
-        env["MINIHYENA_BENCH_THREADS"] = str(args.blas_threads)
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", name, "--sizes", args.sizes,
-           "--warmup", str(args.warmup), "--steps", str(args.steps)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        print(f"{name}: failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
-        return []
-    return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    return run(__file__, name, ["--sizes", args.sizes, "--warmup", str(args.warmup), "--steps", str(args.steps)],
+               threads=args.blas_threads, env={"MINIHYENA_BENCH_FFT_WORKERS": str(args.fft_workers)})
 
 
 def main(argv=None) -> int:

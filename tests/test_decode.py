@@ -11,6 +11,7 @@ from minihyena.autograd import no_grad
 from minihyena.backends import available_backends
 from minihyena.generate import generate, refill_length
 from minihyena.nn.model import HyenaConfig, HyenaLM
+from test_progress import drain
 
 BACKENDS = available_backends()
 # (mixer, order): both orders of the operator, the attention baseline and the two ablations
@@ -229,16 +230,7 @@ def test_a_long_sample_into_a_pipe_shows_progress_on_the_terminal(tmp_path):
                              "--max-new-tokens", "200", "--seed", "0"], stdout=subprocess.PIPE, stderr=terminal)
     os.close(terminal)
     out, _ = proc.communicate(timeout=120)
-    shown = b""
-    while True:
-        try:
-            chunk = os.read(controller, 65536)
-        except OSError:  # the terminal closed with the process
-            break
-        if not chunk:
-            break
-        shown += chunk
-    os.close(controller)
+    shown = drain(controller)  # the terminal closes with the process
     assert proc.returncode == 0
     assert len(out.decode()) == 2 + 200 + 1  # the text alone on stdout
     assert b"200/200" in shown and b"[" in shown  # the bar reached the end on the terminal

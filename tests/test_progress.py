@@ -15,6 +15,21 @@ class FakeTerminal(io.StringIO):
         return True
 
 
+def drain(controller: int) -> bytes:
+    """Everything a pseudo-terminal showed, read until its other side is closed; closes ``controller``."""
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # everything written has been read and the terminal side is closed
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(controller)
+    return shown
+
+
 def run(progress: Progress, steps, note_at=None) -> None:
     for step in steps:
         progress.update(step, loss=f"{1 / step:.3f}", tok_s=f"{1000 * step:,}")
@@ -80,16 +95,7 @@ def test_stderr_on_a_pseudo_terminal_shows_the_bar(columns):
     proc = subprocess.Popen([sys.executable, "-c", SHOW_50_STEPS], stderr=terminal)
     os.close(terminal)
     proc.wait(timeout=60)
-    shown = b""
-    while True:
-        try:
-            chunk = os.read(controller, 65536)
-        except OSError:  # everything written has been read and the terminal side is closed
-            break
-        if not chunk:
-            break
-        shown += chunk
-    os.close(controller)
+    shown = drain(controller)
     assert proc.returncode == 0
     redraws = shown.decode().rstrip("\r\n").split("\r")  # a terminal turns the final "\n" into "\r\n"
     assert redraws[-1].startswith("100%|") and "| 50/50 [" in redraws[-1], shown
