@@ -170,6 +170,20 @@ def test_mpiexec_train_then_resume_on_one_process_and_on_two(text_file, tmp_path
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
+def test_mpiexec_trains_the_gpt_too(text_file, tmp_path):
+    gpt = ["--mixer", "attention-rope", "--n-head", "2"]
+    proc = mpirun("-m", "minihyena", "train", "--data", text_file, "--out", "gpt", *SMALL, *gpt, "--sample-tokens", "5",
+                  cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "attention-rope model" in proc.stdout and proc.stdout.count("--- sample ---") == 1
+    meta = load_checkpoint(tmp_path / "gpt")[1]
+    assert meta["model_config"]["mixer"] == "attention-rope" and meta["train_state"]["world_size"] == 2
+    again = mpirun("-m", "minihyena", "train", "--resume", "--out", "gpt", "--max-iters", "6", "--no-progress",
+                   "--sample-tokens", "0", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert load_checkpoint(tmp_path / "gpt")[1]["train_state"]["step"] == 6
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_ctrl_c_under_mpiexec_stops_every_rank_at_the_same_step(text_file, tmp_path):
     if mpi_unavailable():
