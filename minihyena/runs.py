@@ -37,7 +37,7 @@ def check_out_folder(out, *, resume: bool = False, force: bool = False) -> None:
     holder = lock_holder(out)
     if holder is not None:
         raise RunFolderError(f"--out {out} is in use by another training run (process {holder}); wait for it to end "
-                           f"or choose another --out")
+                           f"or choose another --out (if no run is using it, remove {out / LOCK_NAME})")
 
 
 def _alive(pid: int) -> bool:
