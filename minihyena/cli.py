@@ -306,8 +306,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _error(message: str) -> None:
-    """The one-line error, on stderr if there is one."""
-    if sys.stderr is not None:
+    """The one-line error, on stderr if there is one; under an MPI launcher, rank 0 alone says it (every
+    rank parses the same flags and would print the same line)."""
+    from .distributed import launcher
+
+    if sys.stderr is not None and launcher()[1] == 0:
         print(f"minihyena: error: {' '.join(message.split())}", file=sys.stderr)
 
 
