@@ -111,6 +111,8 @@ def check_settings(cfg: TrainConfig, model_cfg: HyenaConfig | None = None) -> No
             raise ValueError(f"--{name.replace('_', '-')} must be an integer >= {low}, got {value!r}")
     _number("--lr", cfg.lr, low_ok=False)
     _number("--min-lr", cfg.min_lr)
+    if cfg.min_lr > cfg.lr:
+        raise ValueError(f"--min-lr {cfg.min_lr:g} is above --lr {cfg.lr:g}: the schedule decays from --lr to --min-lr")
     _number("--weight-decay", cfg.weight_decay)
     _number("--grad-clip", cfg.grad_clip)  # 0: no clipping
     if model_cfg is not None:
@@ -328,14 +330,16 @@ class Trainer:
         try:
             # a Ctrl-C on any rank stops all of them after the same step
             while not (stopped := comm.any(bool(interrupted))) and self.step < cfg.max_iters:
-                loss = self.train_step()
+                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # a non-finite loss or
+                    loss = self.train_step()  # gradient stops the run with its own message, not NumPy warnings
                 tokens += comm.size * cfg.batch_size * cfg.seq_len
                 self.history.append({"step": self.step, "loss": loss})
                 if bar:
                     rate = tokens / max(time.perf_counter() - t0, 1e-9)
                     bar.update(self.step, loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}")
                 if self.step % cfg.eval_interval == 0 or self.step == cfg.max_iters:
-                    val = self.evaluate()
+                    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                        val = self.evaluate()
                     if not math.isfinite(val):  # never replace a good checkpoint with a broken model
                         raise TrainingError(
                             f"validation loss became {val} at step {self.step}; not saved. The last good checkpoint "

@@ -313,3 +313,14 @@ def test_a_host_array_meeting_a_device_tensor_is_refused():
     like.backend = device
     with pytest.raises(TypeError, match="host numpy.ndarray of shape \\(3,\\) and the other a gpu-like tensor"):
         as_tensor(np.ones(3), like=like)
+
+
+def test_a_diverging_run_stops_in_one_line_without_numpy_warnings(run, tmp_path):
+    (tmp_path / "my.txt").write_bytes((run[0] / "my.txt").read_bytes())
+    proc = cli("train", "--data", "my.txt", "--out", "run", *SMALL, "--lr", "1e30", cwd=tmp_path)
+    assert_clean_error(proc, "loss became nan", "Try a lower --lr")
+
+
+def test_min_lr_above_lr_is_refused(tmp_path):
+    proc = cli("train", "--lr", "1e-4", "--min-lr", "1", cwd=tmp_path, timeout=30)
+    assert_clean_error(proc, "--min-lr 1 is above --lr 0.0001")
