@@ -22,7 +22,7 @@ class Parser(argparse.ArgumentParser):
         flag = re.match(r"^argument ([^:]+): (must .*)$", message, flags=re.S)
         if flag:  # a value this module's types refused
             raise UsageError(f"{flag[1]} {flag[2]}")
-        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+        raise UsageError(f"{message} (see {self.prog} --help)")
 
 
 def integer(low: int | None = None, high: int | None = None):
@@ -76,6 +76,13 @@ def choice(names):
 
     parse.__name__ = "choice"
     return parse
+
+
+def path(text: str) -> str:
+    """A file or folder name: anything but an empty string (which would mean the current folder or a default)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a file or folder, got an empty string")
+    return text
 
 
 #: Shared flag types.

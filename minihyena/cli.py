@@ -12,13 +12,13 @@ import dataclasses
 import os
 import sys
 
-from .argtypes import COUNT, NON_NEGATIVE, POSITIVE, SEED, Parser, choice, integer, number
+from .argtypes import COUNT, NON_NEGATIVE, POSITIVE, SEED, Parser, UsageError, choice, integer, number, path
 from .nn.model import MIXERS
 
 # Settable from the command line: dest -> (flag, type, help). Defaults come from TrainConfig.
 _TRAIN_FLAGS = {
-    "data": ("--data", str, "UTF-8 text file to train on (default: the bundled Shakespeare corpus)"),
-    "out": ("--out", str, "folder for the checkpoint and history (default: out)"),
+    "data": ("--data", path, "UTF-8 text file to train on (default: the bundled Shakespeare corpus)"),
+    "out": ("--out", path, "folder for the checkpoint and history (default: out)"),
     "max_iters": ("--max-iters", COUNT, "total optimiser steps"),
     "seq_len": ("--seq-len", COUNT, "characters per training window"),
     "batch_size": ("--batch-size", COUNT, "windows per step and process (global batch: processes x this)"),
@@ -78,6 +78,7 @@ def _train(args) -> int:
     from .distributed import stop_on_error, world
     from .generate import generate
     from .nn.model import HyenaConfig
+    from .runs import check_out_folder
     from .train import TrainConfig, Trainer, check_settings
 
     given = {k: getattr(args, k) for k in _TRAIN_FLAGS if getattr(args, k) is not None}
@@ -91,6 +92,7 @@ def _train(args) -> int:
             raise ValueError(f"--init-from keeps the saved model; drop {', '.join(_MODEL_FLAGS[k][0] for k in model_given)}")
         if args.resume:
             out = given.get("out", TrainConfig.out)
+            comm.run_on_root(lambda: check_out_folder(out, resume=True))
             meta = comm.run_on_root(lambda: load_checkpoint(os.path.join(out, "ckpt.npz"))[1])
             if model_given:
                 raise ValueError(f"--resume keeps the saved model; drop {', '.join(_MODEL_FLAGS[k][0] for k in model_given)}")
@@ -107,7 +109,7 @@ def _train(args) -> int:
     except Exception as exc:
         return stop_on_error(comm, exc)  # raises it for main's one-line message, on one rank only
     if result.stopped == "interrupted":
-        return 130
+        return 128 + int(result.signum)  # 130 after Ctrl-C, 143 after SIGTERM, as the shell reports them
     if comm.rank != 0:
         return 0
     val = "not measured (no steps left to run)" if result.val_loss is None else f"{result.val_loss:.4f}"
@@ -141,8 +143,7 @@ def _sample(args) -> int:
     if len(ids) > l_max:
         ids = ids[-l_max:]
     # Stream the text as it is drawn; when stdout is not a terminal, show progress on stderr instead.
-    sys.stdout.write(prompt)
-    sys.stdout.flush()
+    _write(prompt)
     progress = None
     if not sys.stdout.isatty() and sys.stderr.isatty() and args.max_new_tokens >= 200:
         progress = Progress(args.max_new_tokens)
@@ -151,8 +152,7 @@ def _sample(args) -> int:
     def show(token: int) -> None:
         nonlocal drawn
         drawn += 1
-        sys.stdout.write(tokenizer.decode([token]))
-        sys.stdout.flush()
+        _write(tokenizer.decode([token]))
         if progress is not None:
             progress.update(drawn)
 
@@ -162,59 +162,25 @@ def _sample(args) -> int:
     finally:
         if progress is not None:
             progress.close()
-        sys.stdout.write("\n")
+        try:
+            _write("\n")
+        except (OSError, ValueError):  # already failing: the first error is the one to report
+            pass
+    return 0
+
+
+def _write(text: str) -> None:
+    """Write sampled text to stdout now; a stdout that cannot take it is an error that says so."""
+    try:
+        sys.stdout.write(text)
         sys.stdout.flush()
-    return 0
-
-
-def _recall(args) -> int:
-    import platform
-    from pathlib import Path
-
-    from .backends import get_backend
-    from .nn.model import check_mixer
-    from .recall import TaskConfig, format_summary, parse_lrs, run_grid, save_results, summarize
-
-    for mixer in args.mixers:  # everything is checked before any training starts
-        check_mixer(mixer)
-    lrs = parse_lrs(args.lr, args.mixers)
-    if len(set(args.seeds)) != len(args.seeds):
-        raise ValueError(f"--seeds: each seed once, got {args.seeds}")
-    json_path = Path(args.json) if args.json else None
-    if json_path is not None and (json_path.is_dir() or not json_path.parent.is_dir()):
-        raise ValueError(f"--json: {json_path} is a folder or its folder does not exist")
-    cfg = TaskConfig(
-        task=args.task, vocab_size=args.vocab[0], seq_len=args.seq_len[0], d_model=args.d_model, n_layer=args.n_layer,
-        batch_size=args.batch_size, warmup_iters=args.warmup, max_steps=args.max_steps, time_limit=args.time_limit,
-        clock=args.clock, eval_every=args.eval_every, test_size=args.test_size, target=args.target,
-        seed=args.seeds[0], backend=args.backend,
-    )
-    for vocab in args.vocab:
-        for seq_len in args.seq_len:
-            dataclasses.replace(cfg, vocab_size=vocab, seq_len=seq_len)  # refuses a bad size now, not hours later
-    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("vocab_size", "seq_len", "lr", "seed")}
-    settings["backend"] = get_backend(args.backend).name
-    _threads(args.backend)  # before the first kernel runs
-    meta = {
-        "arguments": {k: v for k, v in vars(args).items() if k != "func"}, "settings": settings,
-        "vocab": args.vocab, "seq_len": args.seq_len, "lr": lrs, "seeds": args.seeds,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "threads": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")}},
-    }
-
-    def save(runs):
-        if json_path is not None:
-            save_results(json_path, {**meta, "runs": runs, "summary": summarize(runs)})
-
-    runs = run_grid(cfg, args.vocab, args.seq_len, lrs, args.seeds, log=None if args.quiet else print,
-                    announce=lambda line: print(line, flush=True), on_run=save)
-    limit = f"time limit {args.time_limit:g} s ({args.clock} clock)" if args.time_limit else "no time limit"
-    print(f"\n{args.task}: {args.n_layer} layers, width {args.d_model}, backend {settings['backend']}, "
-          f"at most {args.max_steps} steps, {limit} per model\n")
-    print(format_summary(summarize(runs)))
-    if json_path is not None:
-        print(f"\nresults: {json_path}")
-    return 0
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"standard output ({sys.stdout.encoding}) cannot show the character {exc.object[exc.start]!r}; "
+                         "use a UTF-8 terminal or set PYTHONIOENCODING=utf-8") from None
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise OSError(f"cannot write the sample to standard output: {exc.strerror or exc}") from None
 
 
 def _demo(args) -> int:
@@ -248,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     t.add_argument("--force", action="store_true",
                    help="start a new run in an --out that holds one (its checkpoint is replaced at the first save)")
-    t.add_argument("--init-from", default=None, metavar="CKPT",
+    t.add_argument("--init-from", type=path, default=None, metavar="CKPT",
                    help="start a new run from the weights (and tokenizer) of this checkpoint, e.g. to fine-tune an "
                         "imported or finished model on new text; the optimiser starts fresh")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -257,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_train)
 
     s = sub.add_parser("sample", help="continue a prompt with a trained model")
-    s.add_argument("--checkpoint", default="out/ckpt.npz", help="checkpoint file or its folder")
+    s.add_argument("--checkpoint", type=path, default="out/ckpt.npz", help="checkpoint file or its folder")
     s.add_argument("--prompt", default="", help="text to continue")
     s.add_argument("--max-new-tokens", type=NON_NEGATIVE, default=500)
     s.add_argument("--temperature", type=number(0.0), default=0.8, help="0 = greedy")
@@ -268,34 +234,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="re-run the whole context for every token (the slow, readable reference) instead of cached decoding")
     s.set_defaults(func=_sample)
 
-    r = sub.add_parser("recall", help="train small models on associative recall and compare mixers")
-    r.add_argument("--task", default="recall", choices=["recall", "induction"])
-    r.add_argument("--vocab", type=COUNT, nargs="+", default=[10], help="vocabulary sizes")
-    r.add_argument("--seq-len", type=COUNT, nargs="+", default=[256], help="sequence lengths")
-    r.add_argument("--mixers", nargs="+", default=["hyena", "attention", "hyena-nogate", "hyena-explicit"])
-    r.add_argument("--d-model", type=COUNT, default=64)
-    r.add_argument("--n-layer", type=COUNT, default=2)
-    r.add_argument("--batch-size", type=COUNT, default=32)
-    r.add_argument("--lr", nargs="+", default=None, metavar="[MIXER=]LR[,LR...]",
-                   help="peak learning rates: for every mixer, or per mixer (e.g. 3e-3 attention-rope=1e-3); "
-                        "several values: a sweep (default 3e-3)")
-    r.add_argument("--warmup", type=NON_NEGATIVE, default=50, help="linear warm-up steps")
-    r.add_argument("--max-steps", type=COUNT, default=2000)
-    r.add_argument("--time-limit", type=POSITIVE, default=None, help="seconds of training per model (evaluation not counted)")
-    r.add_argument("--clock", default="wall", choices=["wall", "cpu"],
-                   help="what --time-limit counts: wall seconds, or this process's CPU seconds (steadier on a shared machine)")
-    r.add_argument("--eval-every", type=COUNT, default=100)
-    r.add_argument("--test-size", type=COUNT, default=256, help="test examples (scored on the answer)")
-    r.add_argument("--target", type=number(0.0, 1.0, low_ok=False), default=0.99, help="stop a model once its test accuracy reaches this")
-    r.add_argument("--seeds", "--seed", dest="seeds", type=SEED, nargs="+", default=[0],
-                   help="seeds of initialisation and data; several: mean and spread over them")
-    r.add_argument("--json", default=None, metavar="PATH", help="write settings, every run and its accuracy curve here")
-    r.add_argument("--backend", default=None)
-    r.add_argument("--quiet", action="store_true")
-    r.set_defaults(func=_recall)
+    from .recall_command import add_recall_command
+
+    add_recall_command(sub, _threads)  # recall: Hyena against attention on synthetic tasks
 
     d = sub.add_parser("demo", help="check the FFT convolution and its gradient")
-    d.add_argument("--length", type=COUNT, default=64)
+    d.add_argument("--length", type=integer(1, 8192), default=64, help="L <= 8192 (the direct sum it checks is O(L^2))")
     d.add_argument("--seed", type=SEED, default=0)
     d.set_defaults(func=_demo)
 
@@ -314,6 +258,15 @@ def _error(message: str) -> None:
         print(f"minihyena: error: {' '.join(message.split())}", file=sys.stderr)
 
 
+def _describe(exc: Exception) -> str:
+    """An error's message; a system error with its file named (``No space left on device: out/ckpt.npz``)."""
+    if isinstance(exc, OSError) and exc.strerror and exc.filename:
+        return f"{exc.strerror}: {exc.filename}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc)
+
+
 def _silence_stdout() -> None:
     """Point stdout at /dev/null, so the interpreter's final flush raises nothing more."""
     try:
@@ -322,6 +275,20 @@ def _silence_stdout() -> None:
         os.close(devnull)
     except (OSError, ValueError, AttributeError):
         pass
+
+
+def _parse(argv):
+    """Parse the command line; an unknown flag is reported with the help of the command it was given to."""
+    parser = build_parser()
+    try:
+        return parser.parse_args(argv)
+    except UsageError as exc:
+        words = sys.argv[1:] if argv is None else list(argv)
+        command = next((w for w in words if not w.startswith("-")), None)
+        known = parser._subparsers._group_actions[0].choices if parser._subparsers else {}
+        if command in known and str(exc).endswith("(see minihyena --help)"):
+            raise UsageError(str(exc).replace("(see minihyena --help)", f"(see minihyena {command} --help)")) from None
+        raise
 
 
 def main(argv=None) -> int:
@@ -333,7 +300,7 @@ def main(argv=None) -> int:
         _error("standard output is closed; redirect it to a file or /dev/null instead of closing it")
         return 2
     try:
-        args = build_parser().parse_args(argv)
+        args = _parse(argv)
         return args.func(args)
     except BrokenPipeError:  # the reader went away (| head): stop quietly, as Unix tools do
         _silence_stdout()
@@ -341,7 +308,7 @@ def main(argv=None) -> int:
     except (CheckpointError, BackendUnavailableError, TrainingError, OSError, ValueError, TypeError) as exc:
         if os.environ.get("MINIHYENA_DEBUG"):
             raise
-        _error(str(exc))
+        _error(_describe(exc))
         return 2
     except MemoryError as exc:
         if os.environ.get("MINIHYENA_DEBUG"):

@@ -36,13 +36,39 @@ def stale_temporaries(path) -> list[Path]:
     return sorted(p for p in path.parent.iterdir() if pattern.match(p.name) and p.is_file() and not p.is_symlink())
 
 
+_SPECIAL = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+            (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
+
+
+def special(path) -> str | None:
+    """What ``path`` is if it exists but is not a regular file (links followed): ``"a folder"``, ...; else None."""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    what = next((what for test, what in _SPECIAL if test(mode)), "not a regular file")
+    return f"a symbolic link to {os.readlink(path)}, {what}" if os.path.islink(path) else what
+
+
 def atomic_write(path, write: Callable[[str], None], *, clean_stale: bool = False) -> Path:
     """Write ``path`` atomically: ``write(tmp)`` fills a temporary file, which is synced and renamed over ``path``.
 
-    ``clean_stale`` first removes temporaries of ``path`` left by a killed writer: use it only where no
-    other process writes the same file at the same time (a run's checkpoint, guarded by its lock).
+    A symbolic link is written through (the file it names is replaced, the link stays); a folder, device,
+    FIFO or socket is never replaced (IsADirectoryError or ValueError). ``clean_stale`` first removes
+    temporaries of ``path`` left by a killed writer: use it only where no other process writes the same
+    file at the same time (a run's checkpoint, guarded by its lock).
     """
     path = Path(path)
+    kind = special(path)
+    if kind:
+        error = IsADirectoryError if kind.endswith("a folder") else ValueError
+        raise error(f"{path} is {kind}, not a file to write")
+    if path.is_symlink():
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is a symbolic link to {os.readlink(path)}, which does not exist")
+        path = path.resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     if clean_stale:
         for old in stale_temporaries(path):
@@ -59,6 +85,10 @@ def atomic_write(path, write: Callable[[str], None], *, clean_stale: bool = Fals
             os.fsync(f.fileno())
         os.chmod(tmp, mode)  # mkstemp made it 0600
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        kept = "the previous file is kept" if path.exists() else "nothing was written"
+        raise OSError(f"could not write {path}: {exc.strerror or exc}; {kept}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -101,6 +101,12 @@ def evaluate(model, x, y, batch_size: int) -> tuple[float, float]:
     return hits / len(x), nats / len(x)
 
 
+def model_config(cfg: TaskConfig, mixer: str) -> HyenaConfig:
+    """The model a task run trains: ``cfg``'s sizes with ``mixer``, ``l_max`` = the sequence length."""
+    return HyenaConfig(vocab_size=cfg.vocab_size, d_model=cfg.d_model, n_layer=cfg.n_layer, l_max=cfg.seq_len,
+                       order=cfg.order, filter_w=cfg.filter_w, mixer=mixer, n_head=cfg.n_head)
+
+
 def train_task(mixer: str, cfg: TaskConfig, log=None) -> dict:
     """Train one model with ``mixer`` on ``cfg.task``; return its settings, size, steps, training
     and evaluation seconds, final loss and accuracy, and the curve (one entry per evaluation)."""
@@ -108,13 +114,7 @@ def train_task(mixer: str, cfg: TaskConfig, log=None) -> dict:
     make = TASKS[cfg.task]
     backend = get_backend(cfg.backend)
     clock = CLOCKS[cfg.clock]
-    model = HyenaLM(
-        HyenaConfig(
-            vocab_size=cfg.vocab_size, d_model=cfg.d_model, n_layer=cfg.n_layer, l_max=cfg.seq_len,
-            order=cfg.order, filter_w=cfg.filter_w, mixer=mixer, n_head=cfg.n_head,
-        ),
-        seed=cfg.seed,
-    ).to(backend)
+    model = HyenaLM(model_config(cfg, mixer), seed=cfg.seed).to(backend)
     opt = AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
     rng = np.random.default_rng(cfg.seed)
     x_test, y_test = make(cfg.test_size, cfg.seq_len, cfg.vocab_size, rng=np.random.default_rng(cfg.seed + 12345))

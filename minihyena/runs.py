@@ -11,6 +11,8 @@ import errno
 import os
 from pathlib import Path
 
+from .fileio import special
+
 LOCK_NAME = "train.lock"
 
 
@@ -22,6 +24,8 @@ def check_out_folder(out, *, resume: bool = False, force: bool = False) -> None:
     """Refuse, before any work, an ``out`` that cannot hold a run or holds one that would be replaced."""
     out = Path(out)
     if out.exists() and not out.is_dir():
+        if out.name == "ckpt.npz":
+            raise RunFolderError(f"--out names a run's folder, and {out} is the checkpoint inside one: use --out {out.parent}")
         raise RunFolderError(f"--out {out} is an existing file, not a folder; name a folder for the run")
     if not out.exists():
         parent = next((p for p in out.absolute().parents if p.exists()), None)
@@ -31,9 +35,13 @@ def check_out_folder(out, *, resume: bool = False, force: bool = False) -> None:
     if not os.access(out, os.W_OK | os.X_OK):
         raise RunFolderError(f"--out {out} is not writable")
     ckpt = out / "ckpt.npz"
-    if (ckpt.exists() or ckpt.is_symlink()) and not (resume or force):
-        raise RunFolderError(f"--out {out} already holds a run ({ckpt}); continue it with --resume, start a new run "
-                         f"there with --force (its checkpoint is replaced at the first save), or choose another --out")
+    kind = special(ckpt)
+    if kind:
+        raise RunFolderError(f"{ckpt} is {kind}, where the run's checkpoint file belongs; move it or choose another --out")
+    made = [p for p in (ckpt, out / "history.json") if p.exists() or p.is_symlink()]
+    if made and not (resume or force):
+        raise RunFolderError(f"--out {out} already holds a run ({made[0]}); continue it with --resume, start a new run "
+                             f"there with --force (its files are replaced at the first save), or choose another --out")
     holder = lock_holder(out)
     if holder is not None:
         raise RunFolderError(f"--out {out} is in use by another training run (process {holder}); wait for it to end "

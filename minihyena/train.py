@@ -61,7 +61,7 @@ class TrainConfig:
 @dataclass
 class TrainResult:
     """What :meth:`Trainer.run` did: last step, last train loss, last validation loss, checkpoint path,
-    how it stopped ("done" or "interrupted"), wall-clock seconds and train tokens per second."""
+    how it stopped ("done" or "interrupted", by ``signum``), wall-clock seconds and train tokens per second."""
 
     step: int
     train_loss: float
@@ -70,6 +70,7 @@ class TrainResult:
     stopped: str  # "done", "interrupted"
     seconds: float
     tokens_per_second: float
+    signum: int = signal.SIGINT  # what interrupted it: SIGINT (Ctrl-C) or SIGTERM
 
 
 def _quiet(*args, **kwargs) -> None:
@@ -317,14 +318,16 @@ class Trainer:
             self.log(f"note: the global batch changes from {was} windows ({self.saved_batch[0]} x {self.saved_batch[1]}) "
                      f"to {now} ({comm.size} x {cfg.batch_size}){keep}")
         interrupted = []
-        old_handler = signal.getsignal(signal.SIGINT)
+        stops = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C, and the polite stop of kill and job schedulers
+        old_handlers = [signal.getsignal(s) for s in stops]
 
-        def on_sigint(signum, frame):  # finish the current step, then save and stop
+        def on_stop(signum, frame):  # finish the current step, then save and stop; a second one ends at once
             if interrupted:
                 raise KeyboardInterrupt
-            interrupted.append(True)
+            interrupted.append(signum)
 
-        signal.signal(signal.SIGINT, on_sigint)
+        for s in stops:
+            signal.signal(s, on_stop)
         bar = Progress(cfg.max_iters, start=self.step) if progress and comm.rank == 0 else None
         t0, tokens, loss, val = time.perf_counter(), 0, float("nan"), None
         try:
@@ -350,13 +353,15 @@ class Trainer:
                     comm.run_on_root(self._write_history)  # current after a kill too
                     (bar.write if bar else self.log)(f"step {self.step}: train loss {loss:.4f}, val loss {val:.4f}, saved {self.ckpt_path}")
         finally:
-            signal.signal(signal.SIGINT, old_handler)
+            for s, handler in zip(stops, old_handlers):
+                signal.signal(s, handler)
             if bar:
                 bar.close()
         seconds = time.perf_counter() - t0
         if stopped:
             self.save()
-            self.log(f"interrupted at step {self.step}: checkpoint saved to {self.ckpt_path}; continue with --resume")
+            how = "interrupted" if interrupted and interrupted[0] == signal.SIGINT else "stopped by SIGTERM"
+            self.log(f"{how} at step {self.step}: checkpoint saved to {self.ckpt_path}; continue with --resume")
         comm.run_on_root(self._write_history)
         return TrainResult(self.step, loss, val, self.ckpt_path, "interrupted" if stopped else "done", seconds,
-                           tokens / max(seconds, 1e-9))
+                           tokens / max(seconds, 1e-9), (interrupted or [signal.SIGINT])[0])

@@ -324,3 +324,118 @@ def test_a_diverging_run_stops_in_one_line_without_numpy_warnings(run, tmp_path)
 def test_min_lr_above_lr_is_refused(tmp_path):
     proc = cli("train", "--lr", "1e-4", "--min-lr", "1", cwd=tmp_path, timeout=30)
     assert_clean_error(proc, "--min-lr 1 is above --lr 0.0001")
+
+
+# ---------------------------------------------------------------- found by a sweep of bad inputs as a new user
+def test_atomic_writes_go_through_a_link_and_never_replace_a_device(tmp_path):
+    target = tmp_path / "real.json"
+    target.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    atomic_write_text(link, "new")
+    assert link.is_symlink() and target.read_text() == "new"
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        atomic_write_text(tmp_path / "folder", "x")
+    if os.geteuid() == 0:  # a device node of our own, as /dev/null is
+        device = tmp_path / "null"
+        os.mknod(device, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        with pytest.raises(ValueError, match="character device"):
+            atomic_write_text(device, "x")
+        assert stat.S_ISCHR(device.stat().st_mode)
+
+
+def test_a_folder_holding_only_a_history_is_a_run_too(run, tmp_path):
+    (tmp_path / "my.txt").write_bytes((run[0] / "my.txt").read_bytes())
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "history.json").write_text("[1]")
+    proc = cli("train", "--data", "my.txt", "--out", "o", *SMALL, cwd=tmp_path, timeout=30)
+    assert_clean_error(proc, "already holds a run", "history.json")
+    assert (tmp_path / "o" / "history.json").read_text() == "[1]"
+
+
+def test_a_folder_where_the_checkpoint_belongs_is_refused_before_training(run, tmp_path):
+    (tmp_path / "my.txt").write_bytes((run[0] / "my.txt").read_bytes())
+    (tmp_path / "o" / "ckpt.npz").mkdir(parents=True)
+    proc = cli("train", "--data", "my.txt", "--out", "o", "--force", *SMALL, cwd=tmp_path, timeout=30)
+    assert_clean_error(proc, "is a folder, where the run's checkpoint file belongs")
+    assert "training on backend" not in proc.stdout
+
+
+@pytest.mark.parametrize("flag", ["--data", "--out", "--init-from"])
+def test_an_empty_path_is_refused(tmp_path, flag):
+    proc = cli("train", flag, "", cwd=tmp_path, timeout=30)
+    assert_clean_error(proc, f"{flag} must name a file or folder, got an empty string")
+    assert not (tmp_path / "ckpt.npz").exists()
+
+
+def test_resume_given_the_checkpoint_file_says_to_give_its_folder(run):
+    proc = cli("train", "--out", "run/ckpt.npz", "--resume", cwd=run[0], timeout=30)
+    assert_clean_error(proc, "use --out run")
+
+
+def test_sigterm_saves_and_stops_like_ctrl_c(run, tmp_path):
+    import signal
+    import time
+
+    (tmp_path / "my.txt").write_bytes((run[0] / "my.txt").read_bytes())
+    proc = subprocess.Popen([sys.executable, "-m", "minihyena", "train", "--data", "my.txt", "--out", "run",
+                             "--max-iters", "100000", "--eval-interval", "100000", "--d-model", "16", "--n-layer", "1",
+                             "--seq-len", "16", "--batch-size", "2", "--no-progress", "--sample-tokens", "0"],
+                            cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        if proc.stdout.readline().startswith("training on backend"):
+            break
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "stopped by SIGTERM at step" in out and "continue with --resume" in out
+    step = load_checkpoint(tmp_path / "run")[1]["train_state"]["step"]
+    assert step > 0 and not (tmp_path / "run" / "train.lock").exists()
+
+
+def test_sample_into_a_full_device_or_an_ascii_terminal_says_so(run):
+    root, ckpt = run
+    full = subprocess.run(f"{sys.executable} -m minihyena sample --checkpoint {ckpt} --max-new-tokens 50 > /dev/full",
+                          shell=True, env=env(), stderr=subprocess.PIPE, text=True, timeout=60)
+    assert full.returncode == 2 and full.stderr.strip() == (
+        "minihyena: error: cannot write the sample to standard output: No space left on device")
+
+
+
+def test_an_ascii_stdout_that_cannot_show_a_character_says_so(monkeypatch):
+    from minihyena import cli as command
+
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BytesIO(), encoding="ascii"))
+    with pytest.raises(ValueError, match=r"standard output \(ascii\) cannot show the character 'é'; .*PYTHONIOENCODING"):
+        command._write("café")
+
+
+def test_an_unknown_flag_points_at_the_command_help(tmp_path):
+    proc = cli("train", "--bogus-flag", "3", cwd=tmp_path, timeout=30)
+    assert_clean_error(proc)
+    assert proc.stderr.strip() == "minihyena: error: unrecognized arguments: --bogus-flag 3 (see minihyena train --help)"
+
+
+@pytest.mark.parametrize("kind", ["file", "checkpoint", "folder"])
+def test_recall_json_never_replaces_what_is_there(run, tmp_path, kind):
+    target = tmp_path / "out.json"
+    if kind == "file":
+        target.write_text("mine")
+    elif kind == "checkpoint":
+        target.write_bytes(run[1].read_bytes())
+    else:
+        target.mkdir()
+    before = snapshot(target) if kind != "folder" else None
+    args = ["recall", "--mixers", "hyena", "--max-steps", "1", "--seq-len", "16", "--d-model", "8", "--json", "out.json"]
+    proc = cli(*args, *(["--force"] if kind == "checkpoint" else []), cwd=tmp_path, timeout=60)
+    assert_clean_error(proc, "--json")
+    if before is not None:
+        assert snapshot(target) == before
+
+
+def test_import_weights_given_a_checkpoint_says_it_is_one(run, tmp_path):
+    proc = cli("import-weights", str(run[1]), "--out", "x.npz", cwd=tmp_path, timeout=30)
+    assert_clean_error(proc, "is a minihyena checkpoint already")

@@ -256,16 +256,22 @@ def test_recall_cli_writes_json_with_every_seed(tmp_path, capsys):
     (["--time-limit", "0"], "--time-limit must be a finite number > 0"),
     (["--time-limit", "nan"], "--time-limit must be a finite number > 0"),
     (["--json", "/nonexistent-folder/r.json"], "--json"),
-    (["--vocab", "3"], "vocab_size must be at least 4"),
-    (["--seq-len", "64", "2"], "seq_len must be at least 4"),
+    (["--vocab", "3"], "--vocab must be at least 4"),
+    (["--seq-len", "64", "2"], "--seq-len must be at least 4"),
+    (["--mixers", "attention", "--d-model", "6"], "--n-head must divide --d-model = 6"),
+    (["--seq-len", "1000000000", "--vocab", "4"], "needs at least .* GiB of memory"),
+    (["--json", "exists.txt"], "already exists: pass --force"),
     (["--batch-size", "0"], "--batch-size must be an integer >= 1"),
     (["--eval-every", "0"], "--eval-every must be an integer >= 1"),
     (["--test-size", "0"], "--test-size must be an integer >= 1"),
     (["--target", "1.5"], "--target must be a finite number > 0 and <= 1"),
     (["--warmup", "-1"], "--warmup must be an integer >= 0"),
 ])
-def test_recall_cli_refuses_bad_values_in_one_line(flags, message, capsys):
+def test_recall_cli_refuses_bad_values_in_one_line(flags, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "exists.txt").write_text("mine")
     assert main(["recall", "--mixers", "hyena", "--max-steps", "1", *flags]) == 2
+    assert (tmp_path / "exists.txt").read_text() == "mine"
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("minihyena: error: "), captured.err

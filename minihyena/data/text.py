@@ -10,12 +10,12 @@ A typical use::
 from __future__ import annotations
 
 import os
-import stat
 from importlib import resources
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from ..fileio import special
 from ..memory import check_fits
 from ..messages import plural
 
@@ -157,9 +157,9 @@ def load_text(path: str | os.PathLike, *, min_chars: int = 2) -> str:
         raise FileNotFoundError(f"text file not found: {path}")
     if os.path.isdir(path):
         raise IsADirectoryError(f"expected a text file but got a directory: {path}")
-    mode = os.stat(path).st_mode
-    if not stat.S_ISREG(mode):
-        raise ValueError(f"{path} is not a regular file (it is {_file_kind(mode)}); give a UTF-8 text file")
+    kind = special(path)
+    if kind:
+        raise ValueError(f"{path} is not a regular file (it is {kind}); give a UTF-8 text file")
     # the bytes, the decoded str (up to 4 bytes a character) and the ids and code points (4 + 4)
     check_fits(_BYTES_PER_CHAR * os.path.getsize(path), f"reading {path} into memory")
     with open(path, "rb") as f:
@@ -179,12 +179,6 @@ def load_text(path: str | os.PathLike, *, min_chars: int = 2) -> str:
             f"{path} is too short: {plural(len(text), 'character')}, at least {min_chars} needed"
         )
     return text
-
-
-def _file_kind(mode: int) -> str:
-    kinds = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-             (stat.S_ISSOCK, "a socket"))
-    return next((name for test, name in kinds if test(mode)), "not a plain file")
 
 
 def bundled_corpus_path():

@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..argtypes import path
 from .layout import SOURCES
 
 
@@ -117,16 +118,16 @@ def add_commands(subparsers) -> None:
         description="Map the state_dict of safari's Hyena LM (ConvLMHeadModel), saved as .safetensors, onto a "
         "minihyena checkpoint, exactly. PyTorch .pt files are refused with the command that converts them.",
     )
-    i.add_argument("file", help="the .safetensors file")
+    i.add_argument("file", type=path, help="the .safetensors file")
     i.add_argument("--config", help="the reference model's settings, checked against the weights: a JSON or YAML "
                    "file (the Hydra 'model' section) or inline JSON; its vocab_size and pad_vocab_size_multiple let "
                    "a tokenizer with fewer characters than the padded embedding be used")
     i.add_argument("--source", choices=SOURCES, default=None,
                    help="the code that wrote the file (filter channel layout, order >= 3); an LM is always safari's")
     i.add_argument("--dtype", choices=["float32", "float64"], default=None, help="default: float64 if the file is, else float32")
-    i.add_argument("--chars-from", help="a UTF-8 text whose sorted characters are the vocabulary (if the file has no tokenizer)")
-    i.add_argument("--tokenizer-from", help="use the tokenizer of this minihyena checkpoint")
-    i.add_argument("--out", help="checkpoint file or folder to write (default: FILE with the suffix .npz)")
+    i.add_argument("--chars-from", type=path, help="a UTF-8 text whose sorted characters are the vocabulary (if the file has no tokenizer)")
+    i.add_argument("--tokenizer-from", type=path, help="use the tokenizer of this minihyena checkpoint")
+    i.add_argument("--out", type=path, help="checkpoint file or folder to write (default: FILE with the suffix .npz)")
     i.add_argument("--force", action="store_true", help="replace an existing output file (never a run's training "
                    "checkpoint, never the input)")
     i.set_defaults(func=_import)
@@ -135,8 +136,8 @@ def add_commands(subparsers) -> None:
         "export-weights", help="write a minihyena checkpoint as the reference Hyena LM's state_dict (.safetensors)",
         description="Write the weights of a minihyena checkpoint under the names and layouts of safari's Hyena LM.",
     )
-    e.add_argument("checkpoint", help="checkpoint file or its folder")
-    e.add_argument("out", help="the .safetensors file to write")
+    e.add_argument("checkpoint", type=path, help="checkpoint file or its folder")
+    e.add_argument("out", type=path, help="the .safetensors file to write")
     e.add_argument("--dedupe", action="store_true", help="one name per shared tensor (for safetensors.torch.load_model)")
     e.add_argument("--force", action="store_true", help="replace an existing output file (never a run's training "
                    "checkpoint, never the input)")

@@ -19,9 +19,8 @@ import numpy as np
 from ..checkpoint import load_model, save_checkpoint
 from ..fileio import atomic_write
 from .layout import WeightsError
-from .paths import MAX_HEADER, check_input, refuse_special
+from .paths import MAX_HEADER, check_input, checkpoint_header, refuse_special
 
-_PICKLE_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle"}
 
 
 def _safetensors():
@@ -52,9 +51,7 @@ def _pickle_kind(path: Path, head: bytes) -> str | None:
         return "a zip archive, the format of torch.save"
     if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
         return "a Python pickle"
-    if path.suffix.lower() in _PICKLE_SUFFIXES:
-        return f"a {path.suffix} file"
-    return None
+    return None  # a name like model.bin alone proves nothing: "not a safetensors file" says what is known
 
 
 def _sizes(value) -> bool:
@@ -112,6 +109,9 @@ def read_safetensors(path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     path = check_input(path, "weights file")
     with open(path, "rb") as f:
         head = f.read(16)
+    if head[:4] == b"PK\x03\x04" and checkpoint_header(path) is not None:
+        raise WeightsError(f"{path} is a minihyena checkpoint already: use it as it is (sample --checkpoint, train "
+                           "--init-from), or write it as safetensors with export-weights")
     kind = _pickle_kind(path, head)
     if kind:
         raise WeightsError(f"{path} is {kind}, not safetensors; minihyena never unpickles (loading a pickle can run "

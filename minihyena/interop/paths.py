@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import struct
 import zipfile
 from pathlib import Path
@@ -16,25 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from ..checkpoint import FORMAT
+from ..fileio import special
 from .layout import WeightsError
 
 MAX_HEADER = 100_000_000  # bytes of a safetensors JSON header: the limit of safetensors itself
-
-_SPECIAL = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-            (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
-
-
-def special(path) -> str | None:
-    """What ``path`` is if it exists but is not a regular file (links followed): ``"a folder"``, ..."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        return None
-    if stat.S_ISREG(mode):
-        return None
-    what = next((what for test, what in _SPECIAL if test(mode)), "not a regular file")
-    return f"a symbolic link to {os.readlink(path)}, {what}" if os.path.islink(path) else what
-
 
 def refuse_special(path) -> Path:
     """``path`` unless it exists and is not a regular file (a folder, a device, a FIFO, ...)."""
