@@ -137,6 +137,13 @@ def load_checkpoint(path) -> tuple[dict[str, np.ndarray], dict]:
     return arrays, meta
 
 
+def header_problem(exc: Exception) -> str:
+    """What is wrong with a header, from the error reading it raised (a missing entry is named as such)."""
+    if isinstance(exc, KeyError):
+        return f"it has no {exc.args[0]!r} entry"
+    return str(exc)
+
+
 def is_resumable(arrays: dict, meta: dict) -> bool:
     """Does a checkpoint hold what ``--resume`` needs (optimiser state and training state), or only weights?"""
     return "train_state" in meta and any(k.startswith("optim.") for k in arrays)
@@ -158,7 +165,7 @@ def load_model(path, backend=None):
         cfg = HyenaConfig.from_dict(meta["model_config"])
         tokenizer = CharTokenizer.from_dict(meta["tokenizer"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path} has an unusable header: {exc}") from None
+        raise CheckpointError(f"{path} has an unusable header: {header_problem(exc)}") from None
     check_fits(model_bytes(cfg), f"the model in {path} ({cfg.n_layer} layers, width {cfg.d_model}, l_max {cfg.l_max})")
     model = HyenaLM(cfg)
     state = section(arrays, "model")

@@ -18,7 +18,7 @@ import numpy as np
 
 from .autograd import no_grad
 from .backends import get_backend
-from .checkpoint import CheckpointError, is_resumable, load_checkpoint, save_checkpoint, section
+from .checkpoint import CheckpointError, header_problem, is_resumable, load_checkpoint, save_checkpoint, section
 from .data.text import CharTokenizer, TextDataset, load_bundled_corpus, load_text
 from .distributed import limit_threads, world
 from .fileio import atomic_write_text
@@ -159,7 +159,7 @@ class Trainer:
                 tokenizer = CharTokenizer.from_dict(meta["tokenizer"])
                 model_cfg = HyenaConfig.from_dict(meta["model_config"])
             except (KeyError, TypeError, ValueError) as exc:
-                raise CheckpointError(f"{source} cannot be {'resumed' if resume else 'read'}: unusable header ({exc})") from None
+                raise CheckpointError(f"{source} cannot be {'resumed' if resume else 'read'}: unusable header ({header_problem(exc)})") from None
         else:
             tokenizer = CharTokenizer.from_text(text)
             model_cfg = dataclasses.replace(model_cfg or HyenaConfig(), vocab_size=tokenizer.vocab_size)

@@ -439,3 +439,11 @@ def test_recall_json_never_replaces_what_is_there(run, tmp_path, kind):
 def test_import_weights_given_a_checkpoint_says_it_is_one(run, tmp_path):
     proc = cli("import-weights", str(run[1]), "--out", "x.npz", cwd=tmp_path, timeout=30)
     assert_clean_error(proc, "is a minihyena checkpoint already")
+
+
+def test_a_header_without_its_tokenizer_says_which_entry_is_missing(run, tmp_path):
+    arrays, meta = load_checkpoint(run[1])
+    del meta["tokenizer"]
+    save_checkpoint(tmp_path / "ckpt.npz", arrays, meta)
+    proc = cli("sample", "--checkpoint", "ckpt.npz", cwd=tmp_path, timeout=30)
+    assert_clean_error(proc, "unusable header: it has no 'tokenizer' entry")
