@@ -155,22 +155,27 @@ def at(curve: list[dict], key: str, x: float) -> float:
 
 
 def summarize(runs: list[dict], setup: dict) -> list[dict]:
+    """Per context: mean losses at equal time and tokens, and what each model spends to reach the GPT's final
+    loss. Seeds are paired: Hyena seed s is held against the final loss of GPT seed s, which that GPT run
+    reaches by its end; the FLOPs ratio is the mean of the per-seed ratios."""
     rows = []
     for ctx in setup["contexts"]:
-        mine = {m: [r for r in runs if r["context"] == ctx and r["model"] == m] for m in MODELS}
-        target = float(np.mean([r["curve"][-1]["val_loss"] for r in mine["gpt"]]))
+        mine = {m: sorted((r for r in runs if r["context"] == ctx and r["model"] == m), key=lambda r: r["seed"])
+                for m in MODELS}
+        targets = [r["curve"][-1]["val_loss"] for r in mine["gpt"]]
         tokens = min(r["curve"][-1]["tokens"] for rs in mine.values() for r in rs)
-        row = {"context": ctx, "gpt_final": target, "equal_tokens": tokens}
+        row = {"context": ctx, "gpt_final": float(np.mean(targets)), "equal_tokens": tokens}
         for m, rs in mine.items():
             row[f"{m}_time"] = float(np.mean([r["curve"][-1]["val_loss"] for r in rs]))
             row[f"{m}_time_spread"] = float(np.ptp([r["curve"][-1]["val_loss"] for r in rs]))
             row[f"{m}_tokens"] = float(np.mean([at(r["curve"], "tokens", tokens) for r in rs]))
             row[f"{m}_steps"] = float(np.mean([r["steps"] for r in rs]))
             for key in ("flops", "cpu_s"):
-                hits = [reach(r["curve"], target, key) for r in rs]
+                hits = [reach(r["curve"], target, key) for r, target in zip(rs, targets)]
                 row[f"{m}_reach_{key}"] = None if None in hits else float(np.mean(hits))
-        fl = (row["hyena_reach_flops"], row["gpt_reach_flops"])
-        row["flops_ratio"] = fl[0] / fl[1] if None not in fl else None
+        pairs = [(reach(h["curve"], t, "flops"), reach(g["curve"], t, "flops"))
+                 for h, g, t in zip(mine["hyena"], mine["gpt"], targets)]
+        row["flops_ratio"] = None if any(None in p for p in pairs) else float(np.mean([a / b for a, b in pairs]))
         rows.append(row)
     return rows
 
@@ -186,11 +191,11 @@ def table(rows: list[dict]) -> str:
         lines.append(f"| {r['context']} | {r['hyena_time']:.3f} | {r['gpt_time']:.3f} | {r['equal_tokens'] / 1e6:.2f}: "
                      f"{r['hyena_tokens']:.3f} | {r['gpt_tokens']:.3f} | {r['hyena_steps']:.0f} / {r['gpt_steps']:.0f} |")
     lines += ["", "| context | GPT final loss | to reach it: Hyena TFLOP | GPT TFLOP | FLOPs Hyena / GPT | "
-                  "Hyena CPU s | GPT CPU s |", "|---:|---:|---:|---:|---:|---:|---:|"]
+                  "CPU s Hyena / GPT |", "|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         tf = [None if r[f"{m}_reach_flops"] is None else r[f"{m}_reach_flops"] / 1e12 for m in MODELS]
         lines.append(f"| {r['context']} | {r['gpt_final']:.3f} | {fmt(tf[0], '.2f')} | {fmt(tf[1], '.2f')} | "
-                     f"{fmt(r['flops_ratio'], '.2f', 'n/a')} | {fmt(r['hyena_reach_cpu_s'], '.0f')} | "
+                     f"{fmt(r['flops_ratio'], '.2f', 'n/a')} | {fmt(r['hyena_reach_cpu_s'], '.0f')} / "
                      f"{fmt(r['gpt_reach_cpu_s'], '.0f')} |")
     return "\n".join(lines)
 
@@ -203,11 +208,17 @@ def main(argv=None) -> int:
     p.add_argument("--backend", default=None, help="default: numba if installed, else numpy (--quick: numpy)")
     p.add_argument("--out", default=str(HERE / "results"), help="folder for lm_compare.json")
     p.add_argument("--write-docs", action="store_true", help="also write docs/lm-compare.md and its plots")
+    p.add_argument("--from-json", default=None, metavar="PATH",
+                   help="no training: summarise the runs saved in this JSON again (and --write-docs)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
         print(json.dumps(train_run(json.loads(args.worker))))
         return 0
+    if args.from_json:
+        result = json.loads(Path(args.from_json).read_text())
+        result["summary"] = summarize(result["runs"], result["setup"])
+        return report(result, args, Path(args.from_json))
 
     from minihyena.backends import available_backends
 
@@ -233,6 +244,12 @@ def main(argv=None) -> int:
     result = {"setup": setup, "backend": backend, "best_lr": best, "sweep": sweep, "runs": runs, "summary": rows,
               "machine": {"cpus": os.cpu_count(), "platform": sys.platform}}
     path = out / ("lm_compare_quick.json" if args.quick else "lm_compare.json")
+    return report(result, args, path)
+
+
+def report(result: dict, args, path: Path) -> int:
+    """Write the JSON, print the tables and the closing line; with --write-docs, the docs page and plots."""
+    rows = result["summary"]
     path.write_text(json.dumps(result, indent=1) + "\n")
     print("\n" + table(rows) + f"\n\nresults: {path}")
     if args.write_docs:
