@@ -5,8 +5,9 @@
 
 Each side runs in its own process (thread pools never compete), with the same number of threads
 (``--threads``, default: the machine's cores; BLAS and torch's intra-op pool). One measurement is
-``out = attention(q, k, v); out.backward(g)`` on float32 inputs; the median of ``--repeats`` after one
-untimed warm-up is reported. Peak memory: the largest traced allocation during one forward + backward
+``out = attention(q, k, v); out.backward(g)`` on float32 inputs, timed ``--repeats`` times after one
+untimed warm-up. Every side runs once per round, in turn, for ``--rounds`` rounds; the figure is the
+median over rounds of each round's median (on a shared machine a busy minute then hits both sides). Peak memory: the largest traced allocation during one forward + backward
 (tracemalloc, which sees NumPy's arrays) for minihyena; for torch, the growth of the process's peak
 resident set (torch's allocator is invisible to tracemalloc). A full L x L score matrix per head
 would be 4 H L^2 bytes: 1 GiB at L = 8192 and 4 heads.
@@ -102,7 +103,9 @@ def main(argv=None) -> int:
     p.add_argument("--lengths", default="1024,4096,8192")
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--head-dim", type=int, default=64)
-    p.add_argument("--repeats", type=int, default=5, help="timed runs per length (median reported)")
+    p.add_argument("--repeats", type=int, default=5, help="timed runs per length and round (median)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="rounds of every side in turn, so that a noisy minute hits both; the median of the rounds")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="BLAS / torch threads (0: leave as is)")
     p.add_argument("--backends", default="numpy,numba", help="minihyena backends to time")
     p.add_argument("--no-torch", action="store_true")
@@ -125,9 +128,12 @@ def main(argv=None) -> int:
         except ImportError:
             print("PyTorch is not installed: the torch comparison is skipped (pip install torch)")
     print(f"causal attention forward + backward, batch 1, {args.heads} heads of {args.head_dim}, float32; "
-          f"median of {args.repeats}; threads: {args.threads or 'default'}")
-    rows = [r for name in names for r in run_worker(name, args)]
-    by = {(r["name"], r["L"]): r for r in rows}
+          f"median of {args.rounds} rounds of {args.repeats}; threads: {args.threads or 'default'}")
+    rounds = [[r for name in names for r in run_worker(name, args)] for _ in range(args.rounds)]
+    by = {}
+    for r in (r for rows in rounds for r in rows):  # the median over rounds of each round's median
+        by.setdefault((r["name"], r["L"]), []).append(r)
+    by = {key: {**rs[0], "median": float(np.median([r["median"] for r in rs]))} for key, rs in by.items()}
     print(f"\n{'L':>6s} {'side':8s} {'fwd+bwd ms':>11s} {'/ torch':>8s} {'peak MiB':>9s} {'RSS growth MiB':>15s} "
           f"{'L x L per head, MiB':>20s}")
     for L in lengths:

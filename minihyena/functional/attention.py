@@ -64,8 +64,10 @@ class CausalAttention(Function):
                 s -= m_new
                 xp.exp(s, out=s)  # the tile's unnormalised probabilities
                 rescale = xp.exp(m - m_new)
-                ell = ell * rescale + s.sum(axis=-1, keepdims=True)
-                acc = acc * rescale + s @ v3[:, c0:c1]  # (BH, Tq, d)
+                ell *= rescale
+                ell += s.sum(axis=-1, keepdims=True)
+                acc *= rescale
+                acc += s @ v3[:, c0:c1]  # (BH, Tq, d)
                 m = m_new
             out[:, r0:r1] = acc / ell
             lse[:, r0:r1] = (m + xp.log(ell))[..., 0]
@@ -81,6 +83,7 @@ class CausalAttention(Function):
         scale = ctx.scale
         g3 = g.reshape(B * H, L, d)  # (BH, L, d)
         delta = (g3 * out).sum(axis=-1, keepdims=True)  # (BH, L, 1): rowsum(dP * P) = rowsum(G * O)
+        qs, ks = q3 * scale, k3 * scale  # the 1/sqrt(d) of S, dQ and dK, applied once
         dq, dk, dv = xp.zeros_like(q3), xp.zeros_like(k3), xp.zeros_like(v3)
         tiles = _tiles(L, TILE)
         future = xp.triu(xp.full((TILE, TILE), -xp.inf, dtype=q3.dtype), k=1)
@@ -88,8 +91,8 @@ class CausalAttention(Function):
             kj, vj = k3[:, c0:c1], v3[:, c0:c1]  # (BH, Tk, d)
             for i in range(j, len(tiles)):  # query tiles at or below the diagonal
                 r0, r1 = tiles[i]
-                qi, gi = q3[:, r0:r1], g3[:, r0:r1]  # (BH, Tq, d)
-                p = (qi * scale) @ kj.transpose(0, 2, 1)  # S: (BH, Tq, Tk)
+                qi, gi = qs[:, r0:r1], g3[:, r0:r1]  # (BH, Tq, d), queries already scaled
+                p = qi @ kj.transpose(0, 2, 1)  # S: (BH, Tq, Tk)
                 if i == j:
                     p += future[: r1 - r0, : c1 - c0]
                 p -= lse[:, r0:r1, None]
@@ -98,9 +101,8 @@ class CausalAttention(Function):
                 ds = gi @ vj.transpose(0, 2, 1)  # dP: (BH, Tq, Tk)
                 ds -= delta[:, r0:r1]
                 ds *= p  # dS
-                ds *= scale
-                dq[:, r0:r1] += ds @ kj  # (BH, Tq, d)
-                dk[:, c0:c1] += ds.transpose(0, 2, 1) @ qi  # (BH, Tk, d)
+                dq[:, r0:r1] += ds @ ks[:, c0:c1]  # dS K / sqrt(d): (BH, Tq, d)
+                dk[:, c0:c1] += ds.transpose(0, 2, 1) @ qi  # dS^T Q / sqrt(d): (BH, Tk, d)
         shape = (B, H, L, d)
         return dq.reshape(shape), dk.reshape(shape), dv.reshape(shape)
 
