@@ -38,6 +38,9 @@ def check_out_folder(out, *, resume: bool = False, force: bool = False) -> None:
     kind = special(ckpt)
     if kind:
         raise RunFolderError(f"{ckpt} is {kind}, where the run's checkpoint file belongs; move it or choose another --out")
+    if ckpt.is_symlink() and force and not resume:  # a new run would write through the link into that file
+        raise RunFolderError(f"{ckpt} is a symbolic link to {os.readlink(ckpt)}; --force starts a new run, which must "
+                             "not replace the file it points to: remove the link or choose another --out")
     made = [p for p in (ckpt, out / "history.json") if p.exists() or p.is_symlink()]
     if made and not (resume or force):
         raise RunFolderError(f"--out {out} already holds a run ({made[0]}); continue it with --resume, start a new run "

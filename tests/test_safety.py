@@ -447,3 +447,15 @@ def test_a_header_without_its_tokenizer_says_which_entry_is_missing(run, tmp_pat
     save_checkpoint(tmp_path / "ckpt.npz", arrays, meta)
     proc = cli("sample", "--checkpoint", "ckpt.npz", cwd=tmp_path, timeout=30)
     assert_clean_error(proc, "unusable header: it has no 'tokenizer' entry")
+
+
+def test_force_never_writes_through_a_linked_checkpoint_into_another_file(run, tmp_path):
+    (tmp_path / "my.txt").write_bytes((run[0] / "my.txt").read_bytes())
+    elsewhere = tmp_path / "elsewhere.npz"
+    elsewhere.write_bytes(run[1].read_bytes())
+    before = snapshot(elsewhere)
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "ckpt.npz").symlink_to(elsewhere)
+    proc = cli("train", "--data", "my.txt", "--out", "o", "--force", *SMALL, cwd=tmp_path, timeout=30)
+    assert_clean_error(proc, "is a symbolic link", "remove the link")
+    assert snapshot(elsewhere) == before
