@@ -459,3 +459,13 @@ def test_force_never_writes_through_a_linked_checkpoint_into_another_file(run, t
     proc = cli("train", "--data", "my.txt", "--out", "o", "--force", *SMALL, cwd=tmp_path, timeout=30)
     assert_clean_error(proc, "is a symbolic link", "remove the link")
     assert snapshot(elsewhere) == before
+
+
+@pytest.mark.parametrize("temperature", ["1e-320", "5e-324"])
+def test_sample_at_a_vanishing_temperature_is_greedy(run, temperature):
+    root, ckpt = run
+    args = ["sample", "--checkpoint", str(ckpt), "--prompt", "the ", "--max-new-tokens", "15"]
+    tiny = cli(*args, "--temperature", temperature, cwd=root)
+    greedy = cli(*args, "--temperature", "0", cwd=root)
+    assert tiny.returncode == 0 and "Traceback" not in tiny.stderr, tiny.stderr
+    assert tiny.stdout == greedy.stdout and len(tiny.stdout) == 4 + 15 + 1
