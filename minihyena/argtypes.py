@@ -85,6 +85,15 @@ def path(text: str) -> str:
     return text
 
 
+def flag_names(exc: Exception, flags: dict[str, str]) -> ValueError:
+    """A configuration's refusal (``HyenaConfig: n_head must divide d_model``) in the words of the command
+    line: each field named by the flag that sets it (``--n-head must divide --d-model``)."""
+    message = str(exc).removeprefix("HyenaConfig: ")
+    for field, flag in flags.items():
+        message = re.sub(rf"\b{field}\b", flag, message)
+    return ValueError(message)
+
+
 #: Shared flag types.
 COUNT = integer(1)  # sizes and counts: at least one
 NON_NEGATIVE = integer(0)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .fileio import atomic_write
+from .fileio import atomic_write, signature
 from .flops import fmt_bytes
 from .memory import check_fits, model_bytes
 from .messages import plural
@@ -47,23 +47,23 @@ def _corrupt(path, exc: Exception) -> CheckpointError:
     return CheckpointError(f"{path} is not a readable checkpoint (corrupt or truncated: {reason})")
 
 
+_KINDS = {
+    "empty": "an empty file",
+    "npy": "a single .npy array, not an .npz archive",
+    "safetensors": "a safetensors weights file; turn it into a checkpoint with: minihyena import-weights FILE",
+    "pickle": "a Python pickle (minihyena never unpickles: loading a pickle can run arbitrary code)",
+    "zeros": "all zero bytes",
+}
+
+
 def _sniff(path: Path) -> str | None:
     """What a file that is not an .npz archive is, from its first bytes (None: it starts like a zip)."""
     with open(path, "rb") as f:
         head = f.read(16)
-    if head[:4] == b"PK\x03\x04":
+    kind = signature(head)
+    if kind == "zip":
         return None
-    if not head:
-        return "an empty file"
-    if head[:6] == b"\x93NUMPY":
-        return "a single .npy array, not an .npz archive"
-    if len(head) >= 9 and head[8:9] == b"{":
-        return "a safetensors weights file; turn it into a checkpoint with: minihyena import-weights FILE"
-    if head[0] == 0x80 and len(head) > 1 and 2 <= head[1] <= 5:
-        return "a Python pickle (minihyena never unpickles: loading a pickle can run arbitrary code)"
-    if not head.strip(b"\x00"):
-        return "all zero bytes"
-    return f"of an unknown format (it starts with {head[:8]!r}, an .npz archive starts with b'PK\\x03\\x04')"
+    return _KINDS.get(kind, f"of an unknown format (it starts with {head[:8]!r}, an .npz archive starts with b'PK\\x03\\x04')")
 
 
 def _check_sizes(path: Path) -> None:

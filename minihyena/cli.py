@@ -12,7 +12,7 @@ import dataclasses
 import os
 import sys
 
-from .argtypes import COUNT, NON_NEGATIVE, POSITIVE, SEED, Parser, UsageError, choice, integer, number, path
+from .argtypes import COUNT, NON_NEGATIVE, POSITIVE, SEED, Parser, UsageError, choice, flag_names, integer, number, path
 from .nn.model import MIXERS
 
 # Settable from the command line: dest -> (flag, type, help). Defaults come from TrainConfig.
@@ -62,15 +62,10 @@ def _threads(backend, show: bool = True, stream=None) -> None:
 
 def _model_config(cls, given: dict):
     """The model configuration of the flags; a value it refuses is named by its flag (``--n-head``)."""
-    import re
-
     try:
         return cls(**given)
     except (TypeError, ValueError) as exc:
-        message = str(exc).removeprefix("HyenaConfig: ")
-        for dest, (flag, _, _) in _MODEL_FLAGS.items():
-            message = re.sub(rf"\b{dest}\b", flag, message)
-        raise ValueError(message) from None
+        raise flag_names(exc, {dest: flag for dest, (flag, _, _) in _MODEL_FLAGS.items()}) from None
 
 
 def _train(args) -> int:

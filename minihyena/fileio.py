@@ -52,6 +52,25 @@ def special(path) -> str | None:
     return f"a symbolic link to {os.readlink(path)}, {what}" if os.path.islink(path) else what
 
 
+def signature(head: bytes) -> str | None:
+    """What a file's first bytes (16 are enough) say it is: ``"zip"`` (an .npz or a torch.save archive),
+    ``"npy"``, ``"safetensors"`` (a header length, then a JSON object), ``"pickle"``, ``"empty"``,
+    ``"zeros"``, or None."""
+    if not head:
+        return "empty"
+    if head[:4] == b"PK\x03\x04":
+        return "zip"
+    if head[:6] == b"\x93NUMPY":
+        return "npy"
+    if len(head) >= 9 and head[8:9] == b"{":
+        return "safetensors"
+    if head[0] == 0x80 and len(head) > 1 and 2 <= head[1] <= 5:
+        return "pickle"
+    if not head.strip(b"\x00"):
+        return "zeros"
+    return None
+
+
 def atomic_write(path, write: Callable[[str], None], *, clean_stale: bool = False) -> Path:
     """Write ``path`` atomically: ``write(tmp)`` fills a temporary file, which is synced and renamed over ``path``.
 

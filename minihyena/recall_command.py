@@ -9,22 +9,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
-import re
 from pathlib import Path
 
-from .argtypes import COUNT, NON_NEGATIVE, POSITIVE, SEED, number, path
+from .argtypes import COUNT, NON_NEGATIVE, POSITIVE, SEED, flag_names, number, path
 
 #: TaskConfig and HyenaConfig fields, named as the flags that set them.
 _FLAGS = {"vocab_size": "--vocab", "seq_len": "--seq-len", "d_model": "--d-model", "n_layer": "--n-layer",
           "n_head": "--n-head", "batch_size": "--batch-size", "warmup_iters": "--warmup", "max_steps": "--max-steps",
           "eval_every": "--eval-every", "test_size": "--test-size", "time_limit": "--time-limit"}
-
-
-def _flag_names(exc: Exception) -> ValueError:
-    message = str(exc).removeprefix("HyenaConfig: ")
-    for name, flag in _FLAGS.items():
-        message = re.sub(rf"\b{name}\b", flag, message)
-    return ValueError(message)
 
 
 def check_json(json_path: Path, force: bool) -> None:
@@ -75,7 +67,7 @@ def _recall(args, threads) -> int:
             for seq_len in args.seq_len:
                 dataclasses.replace(cfg, vocab_size=vocab, seq_len=seq_len)  # a bad size: now, not hours later
     except (TypeError, ValueError) as exc:
-        raise _flag_names(exc) from None
+        raise flag_names(exc, _FLAGS) from None
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("vocab_size", "seq_len", "lr", "seed")}
     settings["backend"] = get_backend(args.backend).name
     threads(args.backend)  # before the first kernel runs

@@ -47,8 +47,12 @@ def check_out_folder(out, *, resume: bool = False, force: bool = False) -> None:
                              f"there with --force (its files are replaced at the first save), or choose another --out")
     holder = lock_holder(out)
     if holder is not None:
-        raise RunFolderError(f"--out {out} is in use by another training run (process {holder}); wait for it to end "
-                           f"or choose another --out (if no run is using it, remove {out / LOCK_NAME})")
+        raise _in_use(out, holder)
+
+
+def _in_use(out: Path, holder: int) -> RunFolderError:
+    return RunFolderError(f"--out {out} is in use by another training run (process {holder}); wait for it to end "
+                          f"or choose another --out (if no run is using it, remove {out / LOCK_NAME})")
 
 
 def _alive(pid: int) -> bool:
@@ -83,7 +87,7 @@ class RunLock:
             except FileExistsError:
                 holder = lock_holder(self.path.parent)
                 if holder is not None:
-                    raise RunFolderError(f"--out {self.path.parent} is in use by another training run (process {holder})") from None
+                    raise _in_use(self.path.parent, holder) from None
                 self.path.unlink(missing_ok=True)  # stale: its process is gone (or it is ours)
                 continue
             with os.fdopen(fd, "w") as f:

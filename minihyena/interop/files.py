@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..checkpoint import load_model, save_checkpoint
-from ..fileio import atomic_write
+from ..fileio import atomic_write, signature
 from .layout import WeightsError
 from .paths import MAX_HEADER, check_input, checkpoint_header, refuse_special
 
@@ -46,12 +46,8 @@ def convert_command(path) -> str:
     )
 
 
-def _pickle_kind(path: Path, head: bytes) -> str | None:
-    if head[:4] == b"PK\x03\x04":
-        return "a zip archive, the format of torch.save"
-    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
-        return "a Python pickle"
-    return None  # a name like model.bin alone proves nothing: "not a safetensors file" says what is known
+def _pickle_kind(head: bytes) -> str | None:
+    return {"zip": "a zip archive, the format of torch.save", "pickle": "a Python pickle"}.get(signature(head))
 
 
 def _sizes(value) -> bool:
@@ -109,14 +105,14 @@ def read_safetensors(path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     path = check_input(path, "weights file")
     with open(path, "rb") as f:
         head = f.read(16)
-    if head[:4] == b"PK\x03\x04" and checkpoint_header(path) is not None:
+    if signature(head) == "zip" and checkpoint_header(path) is not None:
         raise WeightsError(f"{path} is a minihyena checkpoint already: use it as it is (sample --checkpoint, train "
                            "--init-from), or write it as safetensors with export-weights")
-    kind = _pickle_kind(path, head)
+    kind = _pickle_kind(head)
     if kind:
         raise WeightsError(f"{path} is {kind}, not safetensors; minihyena never unpickles (loading a pickle can run "
                            f"code). Convert it: {convert_command(path)}")
-    if len(head) < 9 or head[8:9] != b"{":
+    if signature(head) != "safetensors":
         raise WeightsError(f"{path} is not a safetensors file (no JSON header)")
     _, safe_open, SafetensorError = _safetensors()
     header, start = _header(path)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..checkpoint import FORMAT
-from ..fileio import special
+from ..fileio import signature, special
 from .layout import WeightsError
 
 MAX_HEADER = 100_000_000  # bytes of a safetensors JSON header: the limit of safetensors itself
@@ -49,7 +49,7 @@ def is_safetensors(path) -> bool:
         size = os.path.getsize(path)
     except OSError:
         return False
-    return len(head) == 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] <= min(MAX_HEADER, size - 8)
+    return signature(head) == "safetensors" and struct.unpack("<Q", head[:8])[0] <= min(MAX_HEADER, size - 8)
 
 
 def checkpoint_header(path) -> tuple[dict, list[str]] | None:
