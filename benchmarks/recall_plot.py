@@ -4,9 +4,12 @@ One panel per (vocabulary, length): test accuracy against training seconds, one 
 (colour: mixer and lr, one line per seed), with chance (1 / number of values) dashed and the
 accuracy of answering the most frequent value in the sequence dotted. With
 ``--sweep``, a second figure of a learning-rate sweep: final accuracy and answer loss against lr.
+With ``--solve ACC``, time to solve: the training seconds and steps each run needed to first
+reach test accuracy ACC (a table per run, and a plot against the length, one panel per vocabulary).
 
     python benchmarks/recall_plot.py benchmarks/results/recall.json --out docs/assets/recall.png --table
     python benchmarks/recall_plot.py benchmarks/results/recall_lr_sweep*.json --sweep --out docs/assets/recall_lr_sweep.png
+    python benchmarks/recall_plot.py benchmarks/results/recall_solve_*.json --solve 0.9 --out docs/assets/recall_solve.png
 """
 from __future__ import annotations
 
@@ -100,20 +103,89 @@ def plot_sweep(data: dict, out: str) -> None:
     fig.savefig(out, dpi=110)
 
 
+def first_reach(run: dict, acc: float) -> dict | None:
+    """The first evaluation of ``run`` at test accuracy >= ``acc`` (its step and seconds), or None."""
+    return next((c for c in run["curve"] if c["accuracy"] >= acc), None)
+
+
+def solve_table(runs: list[dict], acc: float) -> str:
+    """Markdown: per (vocabulary, length, mixer, lr), how many seeds reached ``acc`` and when."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        groups.setdefault((r["vocab_size"], r["seq_len"], r["mixer"], r["lr"]), []).append(r)
+    lines = [f"| vocab | L | mixer | lr | seeds at {100 * acc:g}% | steps to {100 * acc:g}% | seconds to {100 * acc:g}% "
+             "| trained (steps, seconds) | final accuracy |", "|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for (vocab, L, mixer, lr), rs in groups.items():
+        hits = [first_reach(r, acc) for r in rs]
+        steps = ", ".join(str(h["step"]) if h else "-" for h in hits)
+        secs = ", ".join(f"{h['seconds']:.0f}" if h else "-" for h in hits)
+        budget = ", ".join(f"({r['steps']}, {r['seconds']:.0f})" for r in rs)
+        final = ", ".join(f"{100 * r['accuracy']:.1f}%" for r in rs)
+        lines.append(f"| {vocab} | {L} | {mixer} | {lr:g} | {sum(h is not None for h in hits)} of {len(rs)} "
+                     f"| {steps} | {secs} | {budget} | {final} |")
+    return "\n".join(lines)
+
+
+def plot_solve(data: dict, out: str, acc: float) -> None:
+    """Training seconds to first reach ``acc`` against the length, a panel per vocabulary: one point
+    per run (filled: reached, open at its budget: did not), the median over seeds joined by a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = data["runs"]
+    vocabs = sorted({r["vocab_size"] for r in runs})
+    mixers = list(dict.fromkeys(r["mixer"] for r in runs))
+    fig, axes = plt.subplots(1, len(vocabs), figsize=(4.8 * len(vocabs), 3.6), squeeze=False, sharey=True)
+    clock = data["settings"].get("clock", "wall")
+    for ax, vocab in zip(axes[0], vocabs):
+        for k, mixer in enumerate(mixers):
+            mine = [r for r in runs if r["vocab_size"] == vocab and r["mixer"] == mixer]
+            lengths = sorted({r["seq_len"] for r in mine})
+            medians = []
+            for L in lengths:
+                times = []
+                for r in (r for r in mine if r["seq_len"] == L):
+                    hit = first_reach(r, acc)
+                    t = hit["seconds"] if hit else r["seconds"]
+                    times.append(t if hit else float("inf"))
+                    ax.plot(L, t, "o" if hit else "^", color=f"C{k}", mfc=f"C{k}" if hit else "none", ms=6)
+                med = float(np.median(times))
+                medians.append(med if np.isfinite(med) else np.nan)
+            ax.plot(lengths, medians, "-", color=f"C{k}", label=f"{mixer} (median)")
+        ax.plot([], [], "^", color="gray", mfc="none", label=f"not at {100 * acc:g}% within its budget")
+        ax.set(xscale="log", yscale="log", title=f"vocabulary {vocab}", xlabel="sequence length L",
+               ylabel=f"training seconds to {100 * acc:g}% ({clock} clock)")
+        ax.set_xticks(sorted({r["seq_len"] for r in runs}), [str(L) for L in sorted({r["seq_len"] for r in runs})])
+        ax.minorticks_off()
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("results", nargs="+", help="JSON written by minihyena recall --json (several: their runs together)")
     p.add_argument("--out", default=None, help="PNG to write")
     p.add_argument("--sweep", action="store_true", help="plot a learning-rate sweep instead of the curves")
     p.add_argument("--table", action="store_true", help="print the Markdown summary table (mean ± sd over seeds)")
+    p.add_argument("--solve", type=float, default=None, metavar="ACC",
+                   help="time to solve: when each run first reached test accuracy ACC (table, and plot with --out)")
     args = p.parse_args(argv)
     data = None
     for path in args.results:
         with open(path) as f:
             part = json.load(f)
         data = part if data is None else {**data, "runs": data["runs"] + part["runs"]}  # settings: the first file's
-    if args.out:
+    if args.solve is not None:
+        print(solve_table(data["runs"], args.solve))
+        if args.out:
+            plot_solve(data, args.out, args.solve)
+    elif args.out:
         (plot_sweep if args.sweep else plot_curves)(data, args.out)
+    if args.out:
         print(f"wrote {args.out}")
     if args.table:
         print(format_summary(summarize(data["runs"])))

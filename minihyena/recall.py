@@ -29,7 +29,7 @@ CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}  # cpu: this proc
 @dataclass
 class TaskConfig:
     """A synthetic-task run: the task and its size, the model (``d_model``, ``n_layer``, ``order``,
-    ``filter_w``, ``n_head``), the optimiser, and when to stop (``max_steps``, ``time_limit`` seconds
+    ``filter_w``, ``n_head``, ``mlp_ratio``), the optimiser, and when to stop (``max_steps``, ``time_limit`` seconds
     of training on ``clock``, or test accuracy >= ``target``). Evaluation time is not counted."""
 
     task: str = "recall"
@@ -40,6 +40,7 @@ class TaskConfig:
     order: int = 2
     filter_w: float = 10.0
     n_head: int = 4
+    mlp_ratio: int = 4  # MLP width / d_model
     batch_size: int = 32
     lr: float = 3e-3
     weight_decay: float = 0.1
@@ -57,7 +58,7 @@ class TaskConfig:
         if self.task not in TASKS:
             raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
         TASKS[self.task](1, self.seq_len, self.vocab_size, rng=0)  # refuses a vocabulary or length too small
-        for name in ("d_model", "n_layer", "n_head", "batch_size", "max_steps", "eval_every", "test_size"):
+        for name in ("d_model", "n_layer", "n_head", "mlp_ratio", "batch_size", "max_steps", "eval_every", "test_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.warmup_iters < 0 or self.seed < 0:
@@ -104,7 +105,8 @@ def evaluate(model, x, y, batch_size: int) -> tuple[float, float]:
 def model_config(cfg: TaskConfig, mixer: str) -> HyenaConfig:
     """The model a task run trains: ``cfg``'s sizes with ``mixer``, ``l_max`` = the sequence length."""
     return HyenaConfig(vocab_size=cfg.vocab_size, d_model=cfg.d_model, n_layer=cfg.n_layer, l_max=cfg.seq_len,
-                       order=cfg.order, filter_w=cfg.filter_w, mixer=mixer, n_head=cfg.n_head)
+                       order=cfg.order, filter_w=cfg.filter_w, mixer=mixer, n_head=cfg.n_head,
+                       mlp_ratio=cfg.mlp_ratio)
 
 
 def train_task(mixer: str, cfg: TaskConfig, log=None) -> dict:

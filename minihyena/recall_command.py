@@ -15,8 +15,9 @@ from .argtypes import COUNT, NON_NEGATIVE, POSITIVE, SEED, flag_names, number, p
 
 #: TaskConfig and HyenaConfig fields, named as the flags that set them.
 _FLAGS = {"vocab_size": "--vocab", "seq_len": "--seq-len", "d_model": "--d-model", "n_layer": "--n-layer",
-          "n_head": "--n-head", "batch_size": "--batch-size", "warmup_iters": "--warmup", "max_steps": "--max-steps",
-          "eval_every": "--eval-every", "test_size": "--test-size", "time_limit": "--time-limit"}
+          "n_head": "--n-head", "mlp_ratio": "--mlp-ratio", "batch_size": "--batch-size", "warmup_iters": "--warmup",
+          "max_steps": "--max-steps", "eval_every": "--eval-every", "test_size": "--test-size",
+          "time_limit": "--time-limit"}
 
 
 def check_json(json_path: Path, force: bool) -> None:
@@ -54,12 +55,14 @@ def _recall(args, threads) -> int:
         for seq_len in args.seq_len:  # memory first: TaskConfig draws an example of each size to check it
             for mixer in args.mixers:
                 model = HyenaConfig(vocab_size=max(args.vocab), d_model=args.d_model, n_layer=args.n_layer,
-                                    l_max=seq_len, mixer=mixer, n_head=args.n_head)
+                                    l_max=seq_len, mixer=mixer, n_head=args.n_head,
+                                    mlp_ratio=args.mlp_ratio)
                 check_fits(training_bytes(model, args.batch_size, seq_len),
                            f"{mixer} at --seq-len {seq_len}, --batch-size {args.batch_size}")
         cfg = TaskConfig(
             task=args.task, vocab_size=args.vocab[0], seq_len=args.seq_len[0], d_model=args.d_model,
-            n_layer=args.n_layer, n_head=args.n_head, batch_size=args.batch_size, warmup_iters=args.warmup,
+            n_layer=args.n_layer, n_head=args.n_head, mlp_ratio=args.mlp_ratio, batch_size=args.batch_size,
+            warmup_iters=args.warmup,
             max_steps=args.max_steps, time_limit=args.time_limit, clock=args.clock, eval_every=args.eval_every,
             test_size=args.test_size, target=args.target, seed=args.seeds[0], backend=args.backend,
         )
@@ -103,6 +106,7 @@ def add_recall_command(sub, threads) -> None:
     r.add_argument("--d-model", type=COUNT, default=64)
     r.add_argument("--n-layer", type=COUNT, default=2)
     r.add_argument("--n-head", type=COUNT, default=4, help="attention heads (attention mixers; must divide --d-model)")
+    r.add_argument("--mlp-ratio", type=COUNT, default=4, help="MLP width as a multiple of --d-model")
     r.add_argument("--batch-size", type=COUNT, default=32)
     r.add_argument("--lr", nargs="+", default=None, metavar="[MIXER=]LR[,LR...]",
                    help="peak learning rates: for every mixer, or per mixer (e.g. 3e-3 attention-rope=1e-3); "

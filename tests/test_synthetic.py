@@ -18,7 +18,7 @@ from minihyena.flops import attention_flops, attention_memory_bytes, hyena_flops
 from minihyena.nn import HyenaLM
 from minihyena.nn.attention import CausalSelfAttention
 from minihyena.cli import main
-from minihyena.recall import TaskConfig, budget_lr, parse_lrs, summarize, train_task
+from minihyena.recall import TaskConfig, budget_lr, model_config, parse_lrs, summarize, train_task
 from minihyena.testing import gradcheck
 
 
@@ -232,7 +232,7 @@ def test_recall_cli_writes_json_with_every_seed(tmp_path, capsys):
     path = tmp_path / "recall.json"
     assert main(["recall", "--seq-len", "12", "--vocab", "6", "--max-steps", "4", "--eval-every", "2", "--batch-size", "4",
                  "--test-size", "8", "--d-model", "16", "--mixers", "hyena", "attention-rope", "--seeds", "3", "4",
-                 "--lr", "2e-3", "attention-rope=1e-3", "--json", str(path), "--quiet"]) == 0
+                 "--lr", "2e-3", "attention-rope=1e-3", "--mlp-ratio", "1", "--json", str(path), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "| hyena | 0.002 | 2 |" in out and "| attention-rope | 0.001 | 2 |" in out
     data = json.loads(path.read_text())
@@ -242,6 +242,10 @@ def test_recall_cli_writes_json_with_every_seed(tmp_path, capsys):
     hyena = data["summary"][0]
     assert hyena["accuracy_mean"] == pytest.approx(np.mean([r["accuracy"] for r in data["runs"][:2]]))
     assert data["settings"]["batch_size"] == 4 and data["seeds"] == [3, 4] and data["lr"]["attention-rope"] == [1e-3]
+    assert data["settings"]["mlp_ratio"] == 1
+    # the MLP of ratio 1 (two 16 x 16 matrices and their biases per layer) is what the runs trained
+    mlp4 = HyenaLM(model_config(TaskConfig(vocab_size=6, seq_len=12, d_model=16), "hyena")).num_parameters()
+    assert data["runs"][0]["params"] == mlp4 - 2 * (2 * 16 * 48 + 48)
     assert not list(tmp_path.glob("*.tmp"))  # written through a temporary file, renamed into place
 
 
@@ -262,6 +266,7 @@ def test_recall_cli_writes_json_with_every_seed(tmp_path, capsys):
     (["--seq-len", "1000000000", "--vocab", "4"], "needs at least .* GiB of memory"),
     (["--json", "exists.txt"], "already exists: pass --force"),
     (["--batch-size", "0"], "--batch-size must be an integer >= 1"),
+    (["--mlp-ratio", "0"], "--mlp-ratio must be an integer >= 1"),
     (["--eval-every", "0"], "--eval-every must be an integer >= 1"),
     (["--test-size", "0"], "--test-size must be an integer >= 1"),
     (["--target", "1.5"], "--target must be a finite number > 0 and <= 1"),

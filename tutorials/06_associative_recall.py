@@ -24,15 +24,18 @@
 #
 # 1. generate examples with `minihyena.data.synthetic` and read a few,
 # 2. work out what accuracy simple strategies get, without any look-up,
-# 3. train small models with a Hyena mixer, an attention mixer and Hyena without gates,
-#    using `minihyena.recall.train_task`, and compare their test accuracy.
+# 3. train a small Hyena model for a fixed number of steps until it solves the task (checked:
+#    at least 90% test accuracy),
+# 4. train, for the same number of steps, attention and two Hyena ablations (no gates, explicit
+#    filters) and compare.
 #
-# The training runs are short (a few seconds per model with `MINIHYENA_SMOKE=1`, a time limit
-# of a quarter of a minute otherwise), so expect a snapshot of early training, not solved tasks.
+# Everything is counted in training steps, not seconds, so what you see does not depend on how
+# busy your machine is. Section 3 takes about a minute on a laptop core, section 4 five to six
+# more (with `MINIHYENA_SMOKE=1`, as in the test suite, section 4 runs only a few steps).
 
 # %%
+import dataclasses
 import os
-import re
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -85,11 +88,10 @@ for xi, yi in zip(x, y):
 #   always right.
 
 # %%
-SEQ_LEN = 16 if SMOKE else 64
+SEQ_LEN = 256
 cfg = TaskConfig(
-    task="recall", vocab_size=VOCAB, seq_len=SEQ_LEN, d_model=64, n_layer=2, batch_size=32,
-    lr=3e-3, warmup_iters=20, max_steps=10 if SMOKE else 500, eval_every=5 if SMOKE else 50,
-    time_limit=None if SMOKE else 15.0, test_size=32 if SMOKE else 256, target=0.99, seed=0,
+    task="recall", vocab_size=VOCAB, seq_len=SEQ_LEN, d_model=64, n_layer=2, mlp_ratio=1, batch_size=32,
+    lr=3e-3, warmup_iters=20, max_steps=600, eval_every=25, test_size=256, target=0.99, seed=0,
 )
 test_rng = np.random.default_rng(cfg.seed + 12345)  # the seed train_task uses for its test set
 x_test, y_test = associative_recall(cfg.test_size, SEQ_LEN, VOCAB, rng=test_rng)
@@ -130,79 +132,126 @@ print("answer_accuracy of perfect logits:", answer_accuracy(perfect, y_test))
 assert answer_accuracy(perfect, y_test) == 1.0
 
 # %% [markdown]
-# ## 3. Training three mixers
+# ## 3. Hyena solves it in a few hundred steps
 #
-# `train_task(mixer, cfg)` builds a `HyenaLM` with the given mixer (two blocks of width 64
-# here), trains it with AdamW on fresh random examples every step, and evaluates the answer
-# accuracy on the fixed test set every `eval_every` steps. It stops at `max_steps`, at
-# `time_limit` seconds, or when the accuracy reaches `target`. We compare
+# `train_task(mixer, cfg)` builds a `HyenaLM` with the given mixer, trains it with AdamW on
+# fresh random examples every step, and evaluates the answer accuracy on the fixed test set
+# every `eval_every` steps. It stops after `max_steps` steps, or earlier once the accuracy
+# reaches `target`. The settings above:
 #
-# * `hyena`: the order-2 Hyena operator (gates + an implicit long filter, $w = 10$),
-# * `attention`: causal softmax attention with 4 heads and learned positions,
-# * `hyena-nogate`: the Hyena operator with every gate removed: the short convolution, then a
-#   plain long convolution.
+# * two blocks of width 64, as in the paper's recall experiments, with an **MLP of ratio 1**
+#   (width 64 instead of the language model's 256). The look-up is the mixer's job, and the
+#   narrower MLP learns it sooner: seeds 0, 1 and 2 passed 90% after 150, 200 and 350 steps,
+#   where with the wide MLP seed 0 needed 400 steps and seed 1 was at 95% after 600; a step
+#   also costs about 30% less;
+# * 32 sequences of $L = 256$ per step, at most 600 steps, peak learning rate
+#   $3 \cdot 10^{-3}$ with 20 warm-up steps and a cosine decay over the 600 steps;
+# * a stop once 99% of the 256 test answers are right.
 #
-# The `log` callback receives one line per evaluation; we keep the step and the accuracy to
-# plot learning curves.
+# This setting was chosen to be reliable (see the five seeds in the table at the end). Shorter
+# budgets, fewer sequences per step or shorter sequences were not: with at most 400 steps two
+# seeds in five stayed below 90%; with 16 sequences per step three in four did; at $L = 128$
+# all four did, since each sequence then holds fewer key-value pairs to learn from.
+#
+# `train_task` returns the run's settings, its size, its final accuracy and its learning curve
+# (one entry per evaluation), which we keep for the plot.
 
 # %%
-MIXERS = ["hyena", "attention", "hyena-nogate"]
-LINE = re.compile(r"step\s+(\d+)\s+loss\s+([\d.]+)\s+test accuracy\s+([\d.]+)")
-curves, rows = {}, []
-for mixer in MIXERS:
-    curve = curves.setdefault(mixer, [])
+rows = []
 
-    def log(line, curve=curve):
-        match = LINE.search(line)
-        if match:
-            curve.append((int(match[1]), float(match[3])))
 
-    rows.append(train_task(mixer, cfg, log=log))
-    r = rows[-1]
-    print(f"{mixer:13s} {r['params']:8,d} parameters, {r['steps']:4d} steps in {r['seconds']:4.1f} s: "
+def train(mixer, cfg):
+    """Train one model and print its result."""
+    r = train_task(mixer, cfg)
+    rows.append(r)
+    print(f"{mixer:15s} {r['params']:8,d} parameters, {r['steps']:4d} steps in {r['seconds']:5.1f} s: "
           f"test accuracy {100 * r['accuracy']:.1f}%")
-    assert r["steps"] > 0 and 0.0 <= r["accuracy"] <= 1.0 and curve, mixer  # it trained and was evaluated
+    assert r["steps"] > 0 and r["curve"], mixer  # it trained and was evaluated
+    return r
+
+
+hyena = train("hyena", cfg)
+assert hyena["accuracy"] >= 0.9, f"Hyena reached only {100 * hyena['accuracy']:.1f}% in {hyena['steps']} steps"
+print(f"Hyena solves recall: {100 * hyena['accuracy']:.1f}% of the test answers after {hyena['steps']} steps")
+
+# %% [markdown]
+# 90% is far above the "most frequent value" line: the model looks keys up. Its learning curve
+# shows the typical shape: a quick rise to the counting baseline, a plateau, then a climb once
+# the look-up forms.
+#
+# ## 4. Ablations: attention, no gates, explicit filters
+#
+# Now the same budget of 600 steps, with the same data, test set and learning rate, for
+#
+# * `attention-rope`: causal softmax attention with 4 heads and rotary positions, the
+#   Transformer's mixer (a fair baseline: relative positions, as recall needs);
+# * `hyena-nogate`: the Hyena operator with every gate removed: the short convolution, then a
+#   plain long convolution. Without gates each layer mixes positions with fixed weights;
+# * `hyena-explicit`: the gates kept, but each long filter a free vector of $L$ numbers per
+#   channel instead of the output of the implicit filter network.
+
+# %%
+ABLATIONS = ["attention-rope", "hyena-nogate", "hyena-explicit"]
+ablation_cfg = dataclasses.replace(cfg, max_steps=20, eval_every=10) if SMOKE else cfg
+for mixer in ABLATIONS:
+    train(mixer, ablation_cfg)
 
 # %%
 print(format_table(rows, cfg))
 
 # %%
 fig, (ax_c, ax_b) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [2, 1]})
-for mixer, curve in curves.items():
-    if curve:
-        ax_c.plot(*zip(*curve), "o-", ms=3, label=mixer)
+for r in rows:
+    ax_c.plot([c["step"] for c in r["curve"]], [c["accuracy"] for c in r["curve"]], "o-", ms=3, label=r["mixer"])
 for (name, acc), style in zip(list(baselines.items())[:2], (":", "--")):
     ax_c.axhline(acc, color="gray", ls=style, label=name)
-ax_c.set(xlabel="training step", ylabel="test accuracy", ylim=(0, 1.05), title=f"recall, L = {SEQ_LEN}")
+ax_c.set(xlabel="training step", ylabel="test accuracy", ylim=(0, 1.05), title=f"recall, V = {VOCAB}, L = {SEQ_LEN}")
 ax_c.legend(fontsize=8)
-ax_b.bar([r["mixer"] for r in rows], [r["accuracy"] for r in rows], color=["C0", "C1", "C2"])
+ax_b.bar([r["mixer"] for r in rows], [r["accuracy"] for r in rows], color=[f"C{i}" for i in range(len(rows))])
 ax_b.axhline(baselines["most frequent value"], color="gray", ls="--")
 ax_b.set(ylim=(0, 1.05), title="final test accuracy")
-ax_b.tick_params(axis="x", labelsize=8)
+ax_b.tick_params(axis="x", labelsize=7)
 fig.tight_layout()
 plt.show()
 
 # %% [markdown]
 # ## What to make of it
 #
-# In a budget this short, every model first learns the statistics of the sequence, which
-# takes it from chance towards the "most frequent value" line; the look-up itself is learned
-# later, often quite suddenly after a long plateau. Whichever model leaves the plateau first
-# in a run this short says little: it depends on the seed, the learning rate and the time
-# budget. What the gates add shows up over long training: without them every layer mixes
-# positions with fixed weights, and the model has to approximate a content-based look-up
-# with fixed filters and pointwise MLPs.
+# These are the results of this setting for five seeds (measured with this notebook's
+# settings; seed 0 is the run above):
 #
-# The paper trains much longer. At $L = 2048$ with a vocabulary of 10, a 2-layer Hyena and a
-# Transformer both reach 100%, while a plain long convolution (Conv1d) reaches 32%. With a
-# vocabulary of 30, Hyena still reaches 100% at 64K tokens and 97.2% at 131K, where a
-# Transformer with FlashAttention gets 26.7% and then runs out of memory: at those lengths
-# the cost of the mixer decides as much as its expressiveness (see
-# [Complexity](../concepts/complexity.md)). To run a longer comparison yourself:
+# | mixer | seeds at 90% | steps to 90% (seeds 0-4) | final test accuracy (seeds 0-4) |
+# |---|---:|---|---|
+# | hyena | 5 of 5 | 150, 200, 350, 375, 225 | 99.2, 98.0, 98.4, 99.2, 99.6% |
+# | hyena-explicit | 1 of 5 | 450, -, -, -, - | 97.7, 59.4, 57.8, 56.6, 85.5% |
+# | hyena-nogate | 0 of 5 | - | 53.5, 55.9, 51.6, 55.9, 52.7% |
+# | attention-rope | 0 of 5 | - | 52.7, 56.2, 51.2, 55.9, 53.1% |
+#
+# (`benchmarks/results/recall_tutorial_*.json`; a run stops early once it reaches 99%, so a
+# final accuracy below 99% means it used all 600 steps.)
+#
+# The gates carry the look-up. Without them every layer is a fixed linear filter followed by
+# pointwise maps, and such a model can only approximate a content-based look-up; the paper
+# reports the same on its recall task (at $L = 2048$, $V = 10$ a plain long convolution reaches
+# 32% where Hyena reaches 100%). The implicit filters matter too: with a free filter of $L$
+# numbers per channel the model solved the task for one seed in five, and its accuracy stayed on
+# the plateau for three.
+#
+# Attention can express the look-up exactly (one head that matches the query key, one that
+# copies the token after it), and in the paper a Transformer reaches 100% at $L = 2048$, $V = 10$.
+# Here, in 600 steps, it stayed at the plateau for all five seeds: Hyena finds the look-up in
+# fewer steps, not only in less time. This is a small budget; how much time each model needs to
+# reach 90%, each at its own best learning rate and as the length grows, is measured in
+# [Hyena against attention on recall](../recall.md). Its cost per step is also higher: in these
+# runs, on NumPy, a step of attention took about twice as long as a step of Hyena at $L = 256$,
+# and the gap grows with $L$, as attention's cost grows as $L^2$: see
+# [Hyena against attention on recall](../recall.md) and [Complexity](../concepts/complexity.md).
+#
+# To run a comparison from the command line, with several seeds and a JSON of every curve:
 #
 # ```bash
-# minihyena recall --seq-len 64 256 --mixers hyena attention hyena-nogate --max-steps 5000
+# minihyena recall --vocab 10 --seq-len 256 --mlp-ratio 1 --warmup 20 --max-steps 600 --eval-every 25 \
+#     --mixers hyena attention-rope hyena-nogate hyena-explicit --seeds 0 1 2 3 4
 # ```
 #
-# which prints a table like the one above for each length (add `--backend numba` to make it
-# faster).
+# (add `--backend numba` to make it faster).

@@ -1,0 +1,46 @@
+"""benchmarks/recall_plot.py --solve: when each run first reached the target accuracy."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+from recall_plot import first_reach, solve_table  # noqa: E402
+
+
+def _run(mixer, seed, accs, seconds_per_eval=10.0, L=256):
+    curve = [{"step": 25 * (i + 1), "seconds": seconds_per_eval * (i + 1), "accuracy": a} for i, a in enumerate(accs)]
+    return {"mixer": mixer, "vocab_size": 10, "seq_len": L, "seed": seed, "lr": 3e-3, "steps": curve[-1]["step"],
+            "seconds": curve[-1]["seconds"], "accuracy": accs[-1], "curve": curve}
+
+
+def test_first_reach_is_the_first_evaluation_at_or_above_the_target():
+    r = _run("hyena", 0, [0.3, 0.89, 0.9, 0.95, 0.85])
+    assert first_reach(r, 0.9)["step"] == 75  # exactly at the target counts; a later dip does not undo it
+    assert first_reach(r, 0.96) is None
+
+
+def test_solve_table_counts_seeds_and_reports_unsolved_runs():
+    runs = [_run("hyena", 0, [0.5, 0.95]), _run("hyena", 1, [0.5, 0.6, 0.92], seconds_per_eval=20),
+            _run("attention-rope", 0, [0.5, 0.55, 0.6])]
+    table = solve_table(runs, 0.9).splitlines()
+    hyena = next(line for line in table if "| hyena |" in line)
+    attn = next(line for line in table if "| attention-rope |" in line)
+    assert "| 2 of 2 | 50, 75 | 20, 60 |" in hyena
+    assert "| 0 of 1 | - | - | (75, 30) | 60.0% |" in attn
+
+
+def test_solve_plot_is_written(tmp_path):
+    runs = [_run("hyena", s, [0.5, 0.95], L=L) for s in (0, 1) for L in (256, 1024)]
+    runs += [_run("attention-rope", 0, [0.5, 0.6], L=L) for L in (256, 1024)]
+    path = tmp_path / "solve.json"
+    path.write_text(json.dumps({"settings": {"clock": "cpu"}, "runs": runs}))
+    out = tmp_path / "solve.png"
+    res = subprocess.run([sys.executable, str(BENCH / "recall_plot.py"), str(path), "--solve", "0.9", "--out", str(out)],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert out.stat().st_size > 1000 and "wrote" in res.stdout and "2 of 2" in res.stdout
