@@ -124,23 +124,28 @@ class Function:
 
 def _common_backend(op: str, args) -> Backend:
     """The backend an op runs on: the inputs' backend; arrays of two devices are an error."""
-    chosen = None
+    chosen = first = None
     for a in args:
         if not isinstance(a, Tensor):
             continue
         b = a.backend
         if chosen is None:
-            chosen = b
+            chosen, first = b, a
         if b is chosen:
             continue
         if b.xp is not chosen.xp:
             raise ValueError(
-                f"{op}: inputs live on two backends, {chosen.name!r} ({chosen.device}) and "
-                f"{b.name!r} ({b.device}); move them to one with tensor.to(name) or module.to(name)"
+                f"{op}: inputs live on two backends, {chosen.name!r} ({chosen.device}, {_array_type(first)}) and "
+                f"{b.name!r} ({b.device}, {_array_type(a)}); move them to one with tensor.to(name) or module.to(name)"
             )
         if getattr(b, "priority", 0) > getattr(chosen, "priority", 0):
             chosen = b  # same arrays (e.g. numpy and numba): use the faster kernels
     return chosen if chosen is not None else get_backend()
+
+
+def _array_type(t) -> str:
+    cls = type(t.data)
+    return f"{cls.__module__.split('.')[0]}.{cls.__name__}"
 
 
 class Tensor:

@@ -139,7 +139,10 @@ def clip_grad_norm(params, max_norm: float) -> float:
     should skip the update.
     """
     params = [p for p in params if p.grad is not None]
-    total = math.sqrt(sum(float((p.grad.astype(np.float64) ** 2).sum()) for p in params))
+    if not params:
+        return 0.0
+    squares = [(p.grad.astype(np.float64) ** 2).sum() for p in params]  # 0-d arrays, on the gradients' device
+    total = math.sqrt(float(sum(squares[1:], squares[0])))  # one transfer to the host
     if max_norm > 0 and math.isfinite(total) and total > max_norm:
         scale = max_norm / (total + 1e-6)
         for p in params:

@@ -17,8 +17,12 @@ from __future__ import annotations
 import numpy as np
 
 from .autograd import Tensor, no_grad
+from .backends.strict_backend import DeviceArray, StrictBackend, count_syncs
 
-__all__ = ["gradcheck", "GradcheckError"]
+__all__ = ["gradcheck", "GradcheckError", "DeviceArray", "StrictBackend", "count_syncs", "STRICT_TARGET"]
+
+STRICT_TARGET = "minihyena.testing:StrictBackend"
+"""Register the strict stand-in device with ``register_backend("strict", STRICT_TARGET)`` (the test suite does)."""
 
 
 class GradcheckError(AssertionError):

@@ -245,8 +245,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ steps
     def batch(self, split: str, rng):
-        x, y = self.data.get_batch(split, self.cfg.batch_size, self.cfg.seq_len, rng)
-        return self.backend.asarray(x), self.backend.asarray(y)
+        """Windows (x, y) of ``split``, on the host: the model checks the ids there, then copies them over."""
+        return self.data.get_batch(split, self.cfg.batch_size, self.cfg.seq_len, rng)
 
     def train_step(self) -> float:
         """One optimiser step; returns the loss averaged over the ranks (the parameters are untouched if
@@ -283,7 +283,7 @@ class Trainer:
         self.model.eval()
         with no_grad():
             mine = windows[self.comm.rank::self.comm.size]
-            total = sum(self.model.loss(self.backend.asarray(x), self.backend.asarray(y)).item() for x, y in mine)
+            total = sum(self.model.loss(x, y).item() for x, y in mine)
         self.model.train()
         return self.comm.sum(total) / cfg.eval_iters
 

@@ -1,7 +1,8 @@
 """Shared fixtures: seeded random data, float64 leaves, and an isolated backend choice for every test.
 
 For the whole session, incoming gradients are read-only (an in-place edit in a ``backward`` raises),
-and the thread pools are set as the command line sets them for the Numba backend.
+the strict stand-in device (:class:`minihyena.testing.StrictBackend`) is registered as backend
+``strict``, so every test that runs on each backend runs on it too, and the thread pools are set as the command line sets them for the Numba backend.
 """
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import pytest
 
 from minihyena import Tensor, backends
 from minihyena.autograd import set_readonly_gradients
+from minihyena.testing import STRICT_TARGET
 
 
 def pytest_configure(config):
     set_readonly_gradients(True)
+    backends.register_backend("strict", STRICT_TARGET)  # the stand-in device: every backend test runs on it too
     if "numba" in backends.available_backends():
         backends.configure_threads("numba")
 

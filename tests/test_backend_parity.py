@@ -271,11 +271,13 @@ def test_cli_trains_on_the_backend_and_says_so(backend, tmp_path, capsys):
 
 
 # ---------------------------------------------------------------------------- devices and messages
-@pytest.mark.gpu
-def test_mixing_cupy_and_numpy_tensors_is_a_clear_error():
-    _load_or_skip("cupy")
-    a, b = Tensor(np.ones(3, np.float32), backend="cupy"), Tensor(np.ones(3, np.float32), backend="numpy")
-    with pytest.raises(ValueError, match=r"inputs live on two backends, 'cupy' \(cuda\) and 'numpy' \(cpu\)"):
+@pytest.mark.parametrize("device, array", [pytest.param("cupy", r"cuda, cupy\.ndarray", marks=pytest.mark.gpu),
+                                           ("strict", r"strict, minihyena\.DeviceArray")])
+def test_mixing_device_and_numpy_tensors_is_a_clear_error(device, array):
+    _load_or_skip(device)
+    a, b = Tensor(np.ones(3, np.float32), backend=device), Tensor(np.ones(3, np.float32), backend="numpy")
+    with pytest.raises(ValueError, match=rf"Add: inputs live on two backends, '{device}' \({array}\) and "
+                                         r"'numpy' \(cpu, numpy\.ndarray\)"):
         a + b
 
 

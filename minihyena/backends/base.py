@@ -99,6 +99,12 @@ class Backend:
         """Inverse real FFT of length ``n`` along the last axis."""
         return self.xp.fft.irfft(X, n=n, axis=-1)
 
+    def uniform(self, rng: np.random.Generator, shape: tuple):
+        """Uniform draws in [0, 1) of ``shape``, made where the arrays live. The host generator ``rng``
+        drives them (so a run's random state is the host generator's, saved in checkpoints); here,
+        on the CPU, they are its own draws."""
+        return self.asarray(rng.random(shape))
+
     def scatter_add(self, target, index, values) -> None:
         """In place: ``target[index] += values`` with repeated indices summed (``numpy.add.at``)."""
         self.xp.add.at(target, index, values)
@@ -132,11 +138,12 @@ class Backend:
 
     causal_conv = None
     r"""``causal_conv(u, k) -> (y, state)``: $y_t = \sum_{s \le t} k_s u_{t-s}$, the FFT convolution's forward
-    without its skip term. u (B, D, L), k (D, L) -> y (B, D, L), dtype of u; ``state`` is whatever this
-    backend's ``causal_xcorr`` needs (the op keeps it for the backward)."""
+    without its skip term. u (B, D, L), k (D, L) -> y (B, D, L), dtype of u; ``state`` is a
+    :class:`~minihyena.functional.conv.ConvSpectra` (an FFT path) or a
+    :class:`~minihyena.functional.conv.ConvInputs` (a direct path), which the op keeps for the backward."""
 
     causal_xcorr = None
-    r"""``causal_xcorr(g, state) -> (a, b)``, the correlations of the FFT convolution's backward:
+    r"""``causal_xcorr(g, state) -> (a, b)`` for either kind of state, the correlations of the FFT convolution's backward:
     $a_t = \sum_{s \ge t} g_s k_{s-t}$ (B, D, L) and $b_j = \sum_{\text{batch}} \sum_{s \ge j} g_s u_{s-j}$ (D, L)."""
 
     short_conv = None

@@ -79,6 +79,8 @@ class CupyBackend(Backend):
         super().__init__()
         self.xp = cupy
         self._cupyx = cupyx
+        self._cupy_random = cupy.random
+        self._philox = cupy.cuda.curand.CURAND_RNG_PSEUDO_PHILOX4_32_10
         self._gelu_fwd = cupy.ElementwiseKernel("T x", "T y, T t", _GELU_FWD, "minihyena_gelu_fwd")
         self._gelu_bwd = cupy.ElementwiseKernel("T g, T x, T t", "T dx", _GELU_BWD, "minihyena_gelu_bwd")
         self._adamw = cupy.ElementwiseKernel(
@@ -98,6 +100,12 @@ class CupyBackend(Backend):
 
     def owns(self, array) -> bool:
         return isinstance(array, self.xp.ndarray)
+
+    def uniform(self, rng, shape: tuple):
+        """Drawn on the device by cuRAND's Philox generator (cheap to seed), seeded from the host
+        generator ``rng``: the host's state still decides every draw, and nothing is copied over."""
+        seed = int(rng.integers(2**63))
+        return self._cupy_random.RandomState(seed, method=self._philox).random_sample(shape)
 
     def scatter_add(self, target, index, values) -> None:
         """``cupyx.scatter_add``: atomic adds, so repeated indices are summed."""

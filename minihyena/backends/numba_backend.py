@@ -20,6 +20,7 @@ from importlib.util import find_spec
 
 import numpy as np
 
+from ..functional.conv import ConvInputs, ConvSpectra
 from . import base
 from .numpy_backend import NumpyBackend
 
@@ -95,28 +96,27 @@ class NumbaBackend(NumpyBackend):
         if L <= self.direct_max_len:
             self.paths["causal_conv", "direct"] += 1
             self._k.fir(u, k, y)
-            return y, ("direct", u, k)
+            return y, ConvInputs(u, k)
         self.paths["causal_conv", "fft"] += 1
         n = base.fft_size(L)
         cplx = np.result_type(u.dtype, np.complex64)
         U = np.empty(u.shape[:-1] + (n // 2 + 1,), dtype=cplx)  # (B, D, n//2+1)
         K = np.empty(k.shape[:-1] + (n // 2 + 1,), dtype=cplx)  # (D, n//2+1)
         self._k.conv_fft(u, k, y, U, K, n)
-        return y, ("fft", U, K, n)
+        return y, ConvSpectra(U, K, n)
 
     def causal_xcorr(self, g, state):
-        """The path of the forward: the FIR's correlations, or per-channel FFTs of g with the kept spectra
-        (the batch sum of ``b`` taken in the frequency domain: one inverse FFT per channel)."""
+        """The path of the forward's state: the FIR's correlations (:class:`ConvInputs`), or per-channel
+        FFTs of g with the kept spectra (:class:`ConvSpectra`; the batch sum of ``b`` taken in the
+        frequency domain: one inverse FFT per channel)."""
         g = _c(g)
         a = np.empty_like(g)  # (B, D, L)
-        if state[0] == "direct":
-            _, u, k = state
-            b = np.empty_like(k)  # (D, L)
-            self._k.fir_xcorr(g, k, u, a, b)
+        if isinstance(state, ConvInputs):
+            b = np.empty_like(state.k)  # (D, L)
+            self._k.fir_xcorr(g, state.k, state.u, a, b)
         else:
-            _, U, K, n = state
             b = np.empty((g.shape[1], g.shape[2]), dtype=g.dtype)  # (D, L)
-            self._k.xcorr_fft(g, U, K, a, b, n)
+            self._k.xcorr_fft(g, _c(state.U), _c(state.K), a, b, state.n)
         return a, b
 
     # ------------------------------------------------------------------ short depthwise convolution

@@ -69,20 +69,34 @@ def check_ndim(op: str, name: str, x, ndim: int, layout: str) -> None:
         raise ValueError(f"{op}: {name} must be {ndim}-D {layout}, got shape {tuple(x.shape)}")
 
 
-def check_ids(op: str, name: str, ids, high: int, ignore_index: int | None = None, context: str = "") -> None:
-    """Every id must lie in [0, high) (``ignore_index`` excepted); ``context`` names the shapes involved."""
-    if ids.size == 0:
-        return
-    valid = ids if ignore_index is None else ids[ids != ignore_index]
-    if valid.size == 0:
-        return
-    lo, hi = int(valid.min()), int(valid.max())
-    if lo < 0 or hi >= high:
-        bad = lo if lo < 0 else hi
-        where = f" ({context})" if context else ""
-        raise ValueError(
-            f"{op}: {name} of shape {tuple(ids.shape)} contains id {bad}, outside the valid range [0, {high}){where}"
-        )
+def ids_on_device(op: str, name: str, ids, backend, high: int, ignore_index: int | None = None,
+                  context: str = "") -> Tensor:
+    """Integer ids as a Tensor on ``backend``, each checked to lie in [0, high) (``ignore_index`` excepted).
+
+    Host ids (NumPy arrays, lists) are checked on the host, then copied to the device: no
+    synchronisation. Ids already on a device cost one (a copy of their min and max to the host); a GPU
+    would otherwise read out of bounds without a word. ``context`` names the shapes involved.
+    """
+    data = ids.data if isinstance(ids, Tensor) else ids
+    on_device = backend.xp is not np and backend.owns(data)
+    host = data if on_device else np.asarray(data)
+    check_int(op, name, host)
+    valid = host if ignore_index is None else host[host != ignore_index]
+    if valid.size:
+        xp = backend.xp if on_device else np
+        lo, hi = (int(v) for v in _host(backend, xp.stack([valid.min(), valid.max()]), on_device))
+        if lo < 0 or hi >= high:
+            bad = lo if lo < 0 else hi
+            where = f" ({context})" if context else ""
+            raise ValueError(f"{op}: {name} of shape {tuple(host.shape)} contains id {bad}, "
+                             f"outside the valid range [0, {high}){where}")
+    if isinstance(ids, Tensor) and ids.backend is backend:
+        return ids
+    return Tensor(data if on_device else backend.asarray(host), backend=backend)
+
+
+def _host(backend, array, on_device: bool) -> np.ndarray:
+    return backend.to_numpy(array) if on_device else array
 
 
 def unbroadcast(g, shape: tuple, dtype):

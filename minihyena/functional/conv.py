@@ -5,9 +5,28 @@ a backend with a fused kernel for one (``Backend.fused``) computes the same numb
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ..autograd import Function, Tensor
 from ..backends import base as _base  # fft_size, looked up at call time
 from ._checks import check_float, check_ndim, check_same_float
+
+
+@dataclass
+class ConvSpectra:
+    """What an FFT forward keeps for the backward: the spectra of u (B, D, n//2+1) and k (D, n//2+1), and n."""
+
+    U: object
+    K: object
+    n: int
+
+
+@dataclass
+class ConvInputs:
+    """What a direct (time-domain) forward keeps for the backward: u (B, D, L) and k (D, L) themselves."""
+
+    u: object
+    k: object
 
 
 class FFTConv(Function):
@@ -37,13 +56,12 @@ class FFTConv(Function):
         be, L = ctx.backend, u.shape[-1]
         fused = be.fused("causal_conv", u, k)
         if fused is not None:
-            y, ctx.state = fused(u, k)  # (B, D, L); state: what the backend's causal_xcorr needs
+            y, ctx.state = fused(u, k)  # (B, D, L); state: ConvSpectra or ConvInputs
         else:
             n = _base.fft_size(L)
             U, K = be.rfft(u, n), be.rfft(k, n)  # (B, D, n//2+1), (D, n//2+1): kept for the backward
             y = be.irfft(U * K, n)[..., :L]  # (B, D, L), a view into (B, D, n)
-            ctx.state = (U, K, n)
-        ctx.fused = fused is not None
+            ctx.state = ConvSpectra(U, K, n)
         ctx.save_for_backward(skip)
         if skip is None:
             return ctx.xp.ascontiguousarray(y, dtype=u.dtype)
@@ -56,11 +74,15 @@ class FFTConv(Function):
         (skip,) = ctx.saved
         xp, be = ctx.xp, ctx.backend
         want_u, want_k = ctx.needs_input_grad[0], ctx.needs_input_grad[1] or ctx.needs_input_grad[2]
-        if ctx.fused:  # the backward follows the forward's path: the state is the fused kernel's
-            be.paths["causal_xcorr", "fused"] += 1
-            du, dk = be.causal_xcorr(g, ctx.state)  # (B, D, L), (D, L)
+        fused = be.fused("causal_xcorr", g)
+        if fused is not None:  # takes either state
+            du, dk = fused(g, ctx.state)  # (B, D, L), (D, L)
         else:
-            U, K, n = ctx.state
+            state = ctx.state
+            if isinstance(state, ConvInputs):  # a direct forward kept u and k: transform them now
+                n = _base.fft_size(g.shape[-1])
+                state = ConvSpectra(be.rfft(state.u, n), be.rfft(state.k, n), n)
+            U, K, n = state.U, state.K, state.n
             L = g.shape[-1]
             G = be.rfft(g, n)  # (B, D, n//2+1)
             du = be.irfft(G * K.conj(), n)[..., :L] if want_u else None  # (B, D, L), a view into (B, D, n)

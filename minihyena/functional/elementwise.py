@@ -204,7 +204,8 @@ class Dropout(Function):
 def dropout(x: Tensor, p: float = 0.1, training: bool = True, rng=None) -> Tensor:
     """Zero each element with probability ``p`` and scale the rest by ``1/(1-p)`` (identity if not training).
 
-    ``rng`` is a ``numpy.random.Generator`` (or a seed); the mask is drawn on the host.
+    ``rng`` is a ``numpy.random.Generator`` (or a seed) that drives the mask; the mask is drawn on
+    ``x``'s device (:meth:`~minihyena.backends.Backend.uniform`), never copied from the host.
     """
     check_float("dropout", "x", x)
     if not 0.0 <= p < 1.0:
@@ -212,6 +213,6 @@ def dropout(x: Tensor, p: float = 0.1, training: bool = True, rng=None) -> Tenso
     if not training or p == 0.0:
         return x
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-    mask = x.backend.asarray(rng.random(x.shape) >= p)
+    mask = x.backend.uniform(rng, x.shape) >= p  # (x.shape) booleans, on x's device
 
     return Dropout.apply(x, mask, p=p)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..autograd import Function, Tensor
-from ._checks import check_float, check_ids, check_int, check_same_float, tensors_pair, unbroadcast
+from ._checks import check_float, check_same_float, ids_on_device, tensors_pair, unbroadcast
 
 
 def _swap_last(a):
@@ -118,7 +118,6 @@ def embedding(ids, weight: Tensor) -> Tensor:
     check_float("embedding", "weight", weight)
     if weight.ndim != 2:
         raise ValueError(f"embedding: weight must be 2-D (vocab, dim), got shape {weight.shape}")
-    ids = ids if isinstance(ids, Tensor) else Tensor(weight.backend.asarray(ids), backend=weight.backend)
-    check_int("embedding", "ids", ids)
-    check_ids("embedding", "ids", ids.data, weight.shape[0], context=f"weight has shape {weight.shape}")
+    ids = ids_on_device("embedding", "ids", ids, weight.backend, weight.shape[0],
+                        context=f"weight has shape {weight.shape}")  # host ids: checked there, then moved
     return Embedding.apply(ids, weight)

@@ -1,8 +1,10 @@
 """Normalisation and probability primitives: layer norm, softmax, cross-entropy."""
 from __future__ import annotations
 
+import numpy as np
+
 from ..autograd import Function, Tensor
-from ._checks import check_float, check_ids, check_int, check_same_float, normalize_axis
+from ._checks import check_float, check_same_float, ids_on_device, normalize_axis
 
 
 class LayerNorm(Function):
@@ -109,7 +111,7 @@ class CrossEntropy(Function):
         z = logits.reshape(-1, logits.shape[-1])  # (N, V)
         t = targets.reshape(-1)  # (N,)
         keep = t != ignore_index
-        count = max(int(keep.sum()), 1)
+        count = xp.maximum(keep.sum(), 1).astype(logits.dtype)  # 0-d, on the device: no synchronisation
         safe_t = xp.where(keep, t, 0)  # (N,): ignored rows point at class 0, then get weight 0
         fused = ctx.backend.fused("cross_entropy", z)
         if fused is not None:
@@ -144,15 +146,13 @@ def cross_entropy(logits: Tensor, targets, ignore_index: int = -100) -> Tensor:
     Positions whose target equals ``ignore_index`` are left out of the mean.
     """
     check_float("cross_entropy", "logits", logits)
-    targets = targets if isinstance(targets, Tensor) else Tensor(logits.backend.asarray(targets), backend=logits.backend)
-    check_int("cross_entropy", "targets", targets)
     if logits.ndim < 1:
         raise ValueError(f"cross_entropy: logits must have a class axis (..., vocab), got shape {logits.shape}")
-    if targets.shape != logits.shape[:-1]:
+    shape = tuple(targets.shape) if hasattr(targets, "shape") else np.shape(targets)
+    if shape != logits.shape[:-1]:
         raise ValueError(
-            f"cross_entropy: targets shape {targets.shape} must equal logits shape {logits.shape} without its last axis"
+            f"cross_entropy: targets shape {shape} must equal logits shape {logits.shape} without its last axis"
         )
-    check_ids(
-        "cross_entropy", "targets", targets.data, logits.shape[-1], ignore_index, f"logits have shape {logits.shape}"
-    )
+    targets = ids_on_device("cross_entropy", "targets", targets, logits.backend, logits.shape[-1], ignore_index,
+                            f"logits have shape {logits.shape}")  # host targets: checked there, then moved
     return CrossEntropy.apply(logits, targets, ignore_index)

@@ -86,22 +86,28 @@ def _is_basic(index) -> bool:
 
 
 def getitem(x: Tensor, index) -> Tensor:
-    """NumPy indexing (slices, integers, integer arrays, None, Ellipsis), differentiable."""
-    if isinstance(index, Tensor):
-        index = index.data
-    elif isinstance(index, tuple):
-        index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    """NumPy indexing (slices, integers, integer arrays, None, Ellipsis), differentiable.
+
+    The index is checked against the shape on the host (a GPU would wrap an index out of range without
+    a word); host index arrays are then moved to ``x``'s device, explicitly. A device index array is
+    copied to the host for the check, a synchronisation: index with host arrays where it matters."""
+    items = index if isinstance(index, tuple) else (index,)
+    items = tuple(i.data if isinstance(i, Tensor) else i for i in items)
+    host = tuple(_host_index(x.backend, i) for i in items)
     try:
-        np.empty(x.shape, dtype=np.bool_)[_host_index(index)]
+        np.empty(x.shape, dtype=np.bool_)[host if isinstance(index, tuple) else host[0]]
     except IndexError as exc:
         raise IndexError(f"getitem: index {index!r} does not fit shape {x.shape}: {exc}") from None
-    return GetItem.apply(x, index)
+    moved = tuple(x.backend.asarray(h) if isinstance(h, np.ndarray) and not x.backend.owns(i) else i
+                  for i, h in zip(items, host))
+    return GetItem.apply(x, moved if isinstance(index, tuple) else moved[0])
 
 
-def _host_index(index):
-    items = index if isinstance(index, tuple) else (index,)
-    out = tuple(np.asarray(i.get() if hasattr(i, "get") else i) if hasattr(i, "shape") else i for i in items)
-    return out if isinstance(index, tuple) else out[0]
+def _host_index(backend, item):
+    """One index component as the host sees it: arrays (and lists) as NumPy arrays, the rest as given."""
+    if isinstance(item, (list, np.ndarray)) or backend.owns(item):
+        return backend.to_numpy(item) if backend.owns(item) else np.asarray(item)
+    return item
 
 
 class Split(Function):

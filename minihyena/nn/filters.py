@@ -136,7 +136,8 @@ class ExplicitFilter(Module):
         channels = n_filters * d_model
         t = Tensor(np.linspace(0.0, 1.0, l_max)[:, None].astype(dtype))  # (l_max, 1)
         window = ExponentialModulation(channels, dtype=dtype, **window_args).window(t)  # (l_max, C)
-        self.k = Parameter((rng.standard_normal((channels, l_max)) * 0.02 * window.T).astype(dtype))  # (C, l_max)
+        noise = t.backend.asarray(rng.standard_normal((channels, l_max)) * 0.02, dtype=dtype)  # drawn on the host, moved
+        self.k = Parameter(noise * window.T)  # (C, l_max)
         self.bias = Parameter(rng.standard_normal(channels).astype(dtype))
 
     def forward(self, L: int) -> tuple[Tensor, Tensor]:

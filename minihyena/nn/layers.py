@@ -1,6 +1,8 @@
 """Basic layers: Linear, Embedding, LayerNorm, MLP, ShortConv, Dropout."""
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 
 import numpy as np
@@ -17,12 +19,28 @@ def check_length(L: int, l_max: int) -> None:
         raise ValueError(f"sequence length {L} is longer than the model's l_max = {l_max}")
 
 
+_INSIDE_MODEL = contextvars.ContextVar("minihyena_inside_model", default=False)
+
+
+@contextlib.contextmanager
+def inside_model():
+    """Mark the layers called in this block as a model's own (their inputs are its activations): the
+    NaN scan of :func:`check_input`, a host synchronisation on a GPU, is skipped there. A model's
+    input is token ids, checked once at its boundary."""
+    token = _INSIDE_MODEL.set(True)
+    try:
+        yield
+    finally:
+        _INSIDE_MODEL.reset(token)
+
+
 def check_input(owner: str, u, d_model: int, l_max: int, dtype, one_position: bool = False) -> None:
     """Refuse what a mixer cannot use, naming it: not a Tensor, not (B, L, d_model) (or (B, d_model) for
     ``one_position``, a decoding step), L > l_max, a float dtype other than the layer's (no silent
-    promotion), or NaN / inf values in a leaf tensor. Leaves are what a user hands in, and under
-    ``no_grad`` every tensor; activations recorded for a backward are not scanned, so a diverging
-    training run is stopped by the trainer's loss check, with its own message."""
+    promotion), or NaN / inf values in a leaf tensor that a user handed in. Inside a model
+    (:func:`inside_model`) the inputs are its own activations and are not scanned, so a diverging
+    training run is stopped by the trainer's loss check, with its own message, and decoding makes no
+    synchronisation per layer."""
     want = f"(batch, {d_model})" if one_position else f"(batch, length, {d_model})"
     if not isinstance(u, Tensor):
         raise TypeError(f"{owner}: expected a Tensor of shape {want}, got {type(u).__name__}")
@@ -35,7 +53,7 @@ def check_input(owner: str, u, d_model: int, l_max: int, dtype, one_position: bo
             f"{owner}: input has dtype {u.dtype} but the layer's parameters are {np.dtype(dtype)}; cast the input "
             f"(Tensor(x, dtype=...)) or the layer (.to(dtype=...))"
         )
-    if not u.is_leaf:
+    if not u.is_leaf or _INSIDE_MODEL.get():
         return
     finite = u.backend.xp.isfinite(u.data)
     if not bool(finite.all()):

@@ -11,7 +11,7 @@ from .. import functional as F
 from ..autograd import Tensor
 from .attention import CausalSelfAttention
 from .hyena import HyenaOperator
-from .layers import MLP, Embedding, LayerNorm, _rng, check_length
+from .layers import MLP, Embedding, LayerNorm, _rng, check_length, inside_model
 from .module import Module, check_dtype
 
 
@@ -192,9 +192,11 @@ class HyenaLM(Module):
             self.config = dataclasses.replace(self.config, dtype=np.dtype(dtype).name)
         return self
 
-    def check_ids(self, ids) -> Tensor:
-        """Validate token ids (B, L): integers, 2-D, L <= l_max (their range is checked by the embedding)."""
-        ids = ids if isinstance(ids, Tensor) else Tensor(ids, backend=self.wte.weight.backend)  # not self.backend: that walks every parameter
+    def check_ids(self, ids):
+        """Validate token ids (B, L): integers, 2-D, L <= l_max. Their range is checked by the embedding,
+        on the host for host ids (then copied to the device), so pass host ids: no synchronisation."""
+        if not isinstance(ids, Tensor) and not hasattr(ids, "shape"):
+            ids = np.asarray(ids)  # a list
         if ids.ndim != 2:
             raise ValueError(f"token ids must be 2-D (batch, length), got shape {ids.shape}")
         if not np.issubdtype(ids.dtype, np.integer):
@@ -211,8 +213,9 @@ class HyenaLM(Module):
         x = self.wte(ids)  # (B, L, D)
         if self.wpe is not None:
             x = x + self.wpe.weight[: ids.shape[1]]  # + (L, D)
-        for i, block in enumerate(self.blocks):
-            x = block(x, state.layers[i] if state is not None else None)
+        with inside_model():  # the blocks' inputs are activations: no NaN scan per layer
+            for i, block in enumerate(self.blocks):
+                x = block(x, state.layers[i] if state is not None else None)
         if last_only:
             x = x[:, -1:]  # (B, L, D) -> (B, 1, D)
         x = self.ln_f(x)
@@ -234,7 +237,8 @@ class HyenaLM(Module):
     def step(self, ids, state: LMState) -> Tensor:
         """Decode one token per sequence, ids (B,) at position t = ``state.t``: logits (B, V), equal to
         ``forward`` of the whole sequence at position t, in O(N D t) per Hyena layer instead of a re-run."""
-        ids = ids if isinstance(ids, Tensor) else Tensor(ids, backend=self.wte.weight.backend)  # not self.backend: that walks every parameter
+        if not isinstance(ids, Tensor) and not hasattr(ids, "shape"):
+            ids = np.asarray(ids)  # a list; host ids stay on the host until the embedding has checked them
         if ids.ndim != 1:
             raise ValueError(f"step takes one token id per sequence, shape (batch,), got shape {ids.shape}")
         if not np.issubdtype(ids.dtype, np.integer):
@@ -248,8 +252,9 @@ class HyenaLM(Module):
         x = self.wte(ids)  # (B, D)
         if self.wpe is not None:
             x = x + self.wpe.weight[state.t]  # + (D,)
-        for block, layer in zip(self.blocks, state.layers):
-            x = block.step(x, layer)  # (B, D)
+        with inside_model():
+            for block, layer in zip(self.blocks, state.layers):
+                x = block.step(x, layer)  # (B, D)
         return F.linear(self.ln_f(x), self.wte.weight)  # (B, D) -> (B, V)
 
     def loss(self, ids, targets, ignore_index: int = -100) -> Tensor:
