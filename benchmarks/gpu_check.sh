@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
-# GPU check, for a machine with a CUDA device and CuPy (pip install -e '.[cupy,dev]', or '.[cupy13,dev]'
-# for CUDA 13). Runs, each under its own time limit (90 + 100 + 90 s: under 5 minutes in all):
-#   1. the backend parity tests (tests/test_backend_parity.py: cupy and numba against numpy, float32);
+# GPU check, for a machine with a CUDA device and CuPy. Needs no install and no network: it runs the
+# checkout itself (PYTHONPATH), so it works where CuPy, NumPy and pytest are installed and nothing
+# can be fetched. Each stage runs under its own time limit (240 + 100 + 90 s: under 8 minutes in all):
+#   1. gpu-tests: `pytest -m gpu`, every test marked for a GPU: the backend parity tests (cupy against
+#      numpy, float32 with stated tolerances and float64), the float64 gradient checks of every op on
+#      cupy, and cached decoding on cupy (tests/test_backend_parity.py, test_gradients.py, test_decode.py);
 #   2. the train-step benchmark (benchmarks/backend_speed.py) on every available backend;
 #   3. the Hyena operator forward+backward on cupy against torch's scaled_dot_product_attention (causal,
 #      4 heads x 64, the attention core only) at L = 8k, 32k and 64k, where torch with CUDA is installed.
 # Every stage reports PASS, FAIL or SKIP with the reason; a failing stage does not stop the others. The
 # script ends with a short table and exits 0 only if no stage failed (a machine without a GPU: exit 2).
-# Usage: bash benchmarks/gpu_check.sh        (PYTHON=/path/to/python to choose the interpreter)
+# Everything it prints, each stage's log and the tests' JUnit XML go to OUTDIR.
+# Usage: bash benchmarks/gpu_check.sh OUTDIR        (PYTHON=/path/to/python to choose the interpreter)
 set -u
 cd "$(dirname "$0")/.." || exit 2
-PY=${PYTHON:-python}
-LOG=${TMPDIR:-/tmp}/minihyena_gpu_check.$$
-mkdir -p "$LOG"
+if [ $# -ne 1 ]; then echo "usage: bash benchmarks/gpu_check.sh OUTDIR" >&2; exit 2; fi
+mkdir -p "$1" || exit 2
+LOG=$(cd "$1" && pwd)
+PY=${PYTHON:-python3}
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+exec > >(tee "$LOG/gpu_check.txt") 2>&1
 STATUS=()
 FAILED=0
 
@@ -49,7 +56,8 @@ case "$REASON" in
   *) echo; echo "no usable CUDA device for minihyena: $REASON"; echo "nothing was run."; exit 2 ;;
 esac
 
-stage parity-tests 90 "$PY" -m pytest -q -p no:cacheprovider tests/test_backend_parity.py
+stage gpu-tests 240 "$PY" -m pytest -q -p no:cacheprovider -m gpu -rs --junitxml="$LOG/gpu-tests.xml" \
+  tests/test_backend_parity.py tests/test_gradients.py tests/test_decode.py
 stage train-step-benchmark 100 "$PY" benchmarks/backend_speed.py --steps 3 --warmup 1
 
 stage operator-vs-sdpa 90 "$PY" - <<'EOF'

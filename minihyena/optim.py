@@ -83,7 +83,7 @@ class AdamW:
                 if fused is not None:
                     fused(p.data, p.grad, m, v, lr, b1, b2, eps, wd, c1, c2)
                 else:
-                    adamw_update(p.data, p.grad, m, v, lr, b1, b2, eps, wd, c1, c2, xp=xp)
+                    adamw_update(p.data, p.grad, m, v, lr, b1, b2, eps, wd, c1, c2)
 
     def state_dict(self) -> dict:
         """Moments as NumPy arrays keyed by parameter position, plus the step count."""
@@ -107,18 +107,24 @@ class AdamW:
                 self.state[id(p)] = (p.backend.asarray(m), p.backend.asarray(v))
 
 
-def adamw_update(p, g, m, v, lr: float, b1: float, b2: float, eps: float, wd: float, c1: float, c2: float,
-                 xp=np) -> None:
-    r"""The reference AdamW step, in place on arrays: $m \leftarrow \beta_1 m + (1-\beta_1) g$,
-    $v \leftarrow \beta_2 v + (1-\beta_2) g^2$, $p \leftarrow p (1 - \eta\lambda) - \eta (m / c_1) / (\sqrt{v / c_2} + \epsilon)$
-    with $c_1 = 1 - \beta_1^t$, $c_2 = 1 - \beta_2^t$; ``xp`` is the arrays' module. Python floats take the arrays' dtype."""
-    m *= b1
-    m += (1 - b1) * g
-    v *= b2
-    v += (1 - b2) * (g * g)
-    if wd:
-        p *= 1.0 - lr * wd
-    p -= (lr / c1) * m / (xp.sqrt(v / c2) + eps)
+# AdamW's formulas, written once: arrays or scalars, so the reference below runs them on whole arrays
+# and the Numba kernel compiles them per element (scalars passed in the parameters' dtype).
+def adamw_moments(m, v, g, b1, nb1, b2, nb2):
+    r"""$m' = \beta_1 m + (1-\beta_1) g$, $v' = \beta_2 v + (1-\beta_2) g^2$ (``nb1`` $= 1-\beta_1$, ``nb2`` $= 1-\beta_2$)."""
+    return b1 * m + nb1 * g, b2 * v + nb2 * (g * g)
+
+
+def adamw_param(p, m, v, decay, step, c2, eps):
+    r"""$p' = p (1 - \eta\lambda) - (\eta / c_1)\, m / (\sqrt{v / c_2} + \epsilon)$ (``decay``, ``step`` $= \eta / c_1$)."""
+    return p * decay - step * m / (np.sqrt(v / c2) + eps)
+
+
+def adamw_update(p, g, m, v, lr: float, b1: float, b2: float, eps: float, wd: float, c1: float, c2: float) -> None:
+    r"""The reference AdamW step, in place on arrays: :func:`adamw_moments` then :func:`adamw_param`, with
+    $c_1 = 1 - \beta_1^t$, $c_2 = 1 - \beta_2^t$. Python floats take the arrays' dtype; ``np.sqrt`` runs
+    on the arrays' own device (NumPy hands other array types to their library)."""
+    m[...], v[...] = adamw_moments(m, v, g, b1, 1 - b1, b2, 1 - b2)
+    p[...] = adamw_param(p, m, v, 1.0 - lr * wd if wd else 1.0, lr / c1, c2, eps)
 
 
 def cosine_lr(step: int, max_lr: float, warmup: int, total: int, min_lr: float | None = None) -> float:

@@ -13,7 +13,7 @@ from minihyena.generate import generate, refill_length
 from minihyena.nn.model import HyenaConfig, HyenaLM
 from test_progress import drain
 
-BACKENDS = available_backends()
+BACKENDS = [pytest.param(n, marks=pytest.mark.gpu) if n == "cupy" else n for n in available_backends()]
 # (mixer, order): both orders of the operator, the attention baseline and the two ablations
 MIXERS = [("hyena", 2), ("hyena", 3), ("attention", 2), ("attention-rope", 2), ("hyena-nogate", 2), ("hyena-explicit", 3)]
 TOL = {"float64": 1e-10, "float32": 1e-4}  # max |cached - full| / max |full|

@@ -8,6 +8,10 @@ Constants come in an array ``cst`` of the data's dtype: a Python float literal w
 compute a float32 kernel in float64. Definitions are lazy: each compiles on its first call, for the
 dtypes it meets, and is then loaded from the on-disk cache in later processes.
 
+The elementwise kernels call the ops' own formula functions, inlined (``gelu_grad``,
+``adamw_param``, ...). Numba's on-disk cache is keyed to this file only: after editing one of those
+functions, delete ``minihyena/backends/__pycache__/*.nb*`` so that the kernels compile again.
+
 Inside a ``prange`` body, assign one name per statement: Numba 0.68 miscompiles a tuple assignment
 that mixes array views and scalars there (``zr, s = z[r], scale[r]`` then ``zr[j] -= s`` lost the
 update in a test). Scalar constants unpacked before the loop are fine.
@@ -20,6 +24,9 @@ import numba
 import numpy as np
 import rocket_fft  # noqa: F401  (registers np.fft for compiled code; also found by Numba's entry points)
 from numba import prange
+
+from .. import optim
+from ..functional import elementwise
 
 # Reassociation lets LLVM vectorise the dot products (a different summation order than NumPy's:
 # float32 results agree to a few ulps times the row length). No nnan/ninf: NaN and inf propagate.
@@ -132,47 +139,53 @@ def xcorr_fft(g, U, K, a, bk, n):
 
 
 # ---------------------------------------------------------------------------- elementwise (flat arrays)
+# The formulas are the ops' own (functional.elementwise, optim), compiled per element: nothing restated.
+_gelu_arg = numba.njit(inline="always")(elementwise.gelu_arg)
+_gelu_value = numba.njit(inline="always")(elementwise.gelu_value)
+_gelu_grad = numba.njit(inline="always")(elementwise.gelu_grad)
+_adamw_moments = numba.njit(inline="always")(optim.adamw_moments)
+_adamw_param = numba.njit(inline="always")(optim.adamw_param)
+
+
 @jit(parallel=True)
 def gelu_arg(x, s, cst):
-    """s = c (x + a x^3); cst = [1/2, 1, c, a, 3a]. (tanh is applied by NumPy: Numba's scalar tanh is
+    """s = gelu_arg(x); cst = [1/2, 1, c, a, 3a]. (tanh is applied by NumPy: Numba's scalar tanh is
     not vectorised and was 70x slower than NumPy's on 2M float32 values.)"""
     c = cst[2]
     a = cst[3]
     for i in prange(x.size):
-        xi = x[i]
-        s[i] = c * (xi + a * (xi * xi * xi))
+        s[i] = _gelu_arg(x[i], c, a)
 
 
 @jit(parallel=True)
 def gelu_out(x, th, y, cst):
-    """y = x/2 (1 + th); cst = [1/2, 1, c, a, 3a]."""
+    """y = gelu_value(x, th); cst = [1/2, 1, c, a, 3a]."""
     half = cst[0]
     one = cst[1]
     for i in prange(x.size):
-        y[i] = half * x[i] * (one + th[i])
+        y[i] = _gelu_value(x[i], th[i], half, one)
 
 
 @jit(parallel=True)
 def gelu_backward(g, x, th, dx, cst):
-    """One pass of g [(1 + t)/2 + x/2 (1 - t^2) c (1 + 3a x^2)]; cst = [1/2, 1, c, a, 3a]."""
+    """dx = gelu_grad(g, x, th), one pass; cst = [1/2, 1, c, a, 3a]."""
     half, one, c, a3 = cst[0], cst[1], cst[2], cst[4]
     for i in prange(x.size):
-        xi = x[i]
-        t = th[i]
-        dx[i] = g[i] * (half * (one + t) + half * xi * (one - t * t) * c * (one + a3 * xi * xi))
+        dx[i] = _gelu_grad(g[i], x[i], th[i], half, one, c, a3)
 
 
 @jit(parallel=True)
 def adamw(p, g, m, v, cst):
-    """In place, one pass: cst = [b1, 1-b1, b2, 1-b2, 1-lr*wd, lr/c1, c2, eps] in the parameter dtype."""
+    """In place, one pass of adamw_moments and adamw_param: cst = [b1, 1-b1, b2, 1-b2, 1-lr*wd, lr/c1, c2,
+    eps] in the parameter dtype."""
     b1, nb1, b2, nb2, decay, step, c2, eps = cst[0], cst[1], cst[2], cst[3], cst[4], cst[5], cst[6], cst[7]
     for i in prange(p.size):
-        gi = g[i]
-        mi = b1 * m[i] + nb1 * gi
-        vi = b2 * v[i] + nb2 * gi * gi
+        mv = _adamw_moments(m[i], v[i], g[i], b1, nb1, b2, nb2)
+        mi = mv[0]
+        vi = mv[1]
         m[i] = mi
         v[i] = vi
-        p[i] = p[i] * decay - step * mi / (np.sqrt(vi / c2) + eps)
+        p[i] = _adamw_param(p[i], mi, vi, decay, step, c2, eps)
 
 
 # ---------------------------------------------------------------------------- row kernels (rows, D) or (rows, V)

@@ -15,18 +15,18 @@ Kernels compile for float32 and float64; any other float dtype is declined and r
 """
 from __future__ import annotations
 
-import math
 from importlib.util import find_spec
 
 import numpy as np
 
 from ..functional.conv import ConvInputs, ConvSpectra
+from ..functional.elementwise import GELU_A, GELU_C
 from . import base
 from .numpy_backend import NumpyBackend
 
 INSTALL_HINT = "pip install 'minihyena[numba]'"
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-_GELU = (0.5, 1.0, math.sqrt(2.0 / math.pi), 0.044715, 3 * 0.044715)  # 1/2, 1, c, a, 3a of GELU's tanh form
+_GELU = (0.5, 1.0, GELU_C, GELU_A, 3.0 * GELU_A)  # 1/2, 1, c, a, 3a: gelu_arg / gelu_value / gelu_grad's arguments
 
 _c = np.ascontiguousarray  # a no-op on C-contiguous arrays; kernels index rows as contiguous blocks
 

@@ -133,6 +133,25 @@ class Sin(Function):
 
 
 GELU_C = math.sqrt(2.0 / math.pi)  # c in GELU's tanh form
+GELU_A = 0.044715  # a in GELU's tanh form
+
+
+# GELU's formulas, written once. Each takes arrays or scalars and uses only arithmetic, so the
+# reference below runs it on whole arrays and the Numba kernels compile it per element (with the
+# constants passed in the data's dtype). tanh is applied by the caller.
+def gelu_arg(x, c=GELU_C, a=GELU_A):
+    r"""$s = c (x + a x^3)$, the argument of tanh (``x*x*x``: far faster than ``x**3``)."""
+    return c * (x + a * (x * x * x))
+
+
+def gelu_value(x, t, half=0.5, one=1.0):
+    r"""$y = \tfrac12 x (1 + t)$ with $t = \tanh s$."""
+    return half * x * (one + t)
+
+
+def gelu_grad(g, x, t, half=0.5, one=1.0, c=GELU_C, a3=3.0 * GELU_A):
+    r"""$\partial x = g [\tfrac12 (1 + t) + \tfrac12 x (1 - t^2)\, c (1 + 3 a x^2)]$."""
+    return g * (half * (one + t) + half * x * (one - t * t) * (c * (one + a3 * (x * x))))
 
 
 class GELU(Function):
@@ -140,7 +159,8 @@ class GELU(Function):
 
     Backward, with $\mathrm{d}t/\mathrm{d}s = 1 - t^2$ and $\mathrm{d}s/\mathrm{d}x = c (1 + 3 a x^2)$:
     $\partial x = g \left[\tfrac12 (1 + t) + \tfrac12 x (1 - t^2)\, c (1 + 3 a x^2)\right]$.
-    $t$ is kept from the forward. Shapes: x (...) -> y (...).
+    $t$ is kept from the forward. The formulas are :func:`gelu_arg`, :func:`gelu_value` and
+    :func:`gelu_grad`, shared with the fused kernels. Shapes: x (...) -> y (...).
     """
 
     @staticmethod
@@ -149,8 +169,8 @@ class GELU(Function):
         if fused is not None:
             y, t = fused(x)
         else:
-            t = ctx.xp.tanh(GELU_C * (x + 0.044715 * (x * x * x)))  # x*x*x: far faster than x**3
-            y = 0.5 * x * (1.0 + t)
+            t = ctx.xp.tanh(gelu_arg(x))
+            y = gelu_value(x, t)
         ctx.save_for_backward(x, t)
         return y
 
@@ -160,8 +180,7 @@ class GELU(Function):
         fused = ctx.backend.fused("gelu_backward", g, x, t)
         if fused is not None:
             return fused(g, x, t)
-        ds = GELU_C * (1.0 + 3.0 * 0.044715 * (x * x))  # ds/dx
-        return g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * ds)
+        return gelu_grad(g, x, t)
 
 
 def _unary(fn, op: str, x: Tensor) -> Tensor:
