@@ -50,7 +50,8 @@ def launcher() -> tuple[int, int, str | None]:
 class SingleProcess:
     """The communicator of a run on one process: rank 0 of 1, every collective a no-op."""
 
-    rank, size, local_size = 0, 1, 1  # local_size: ranks on this machine
+    rank, size, local_size, local_rank = 0, 1, 1, 0  # local_*: ranks on this machine, and this one's place
+    gradient_path = "none (one process)"
 
     def mean(self, value: float) -> float:
         """The mean of ``value`` over all ranks."""
@@ -63,6 +64,15 @@ class SingleProcess:
     def any(self, flag: bool) -> bool:
         """True on every rank if ``flag`` is true on at least one."""
         return bool(flag)
+
+    def bcast(self, obj):
+        """Rank 0's ``obj``, on every rank."""
+        return obj
+
+    def setup_device(self, backend) -> list[str]:
+        """Choose this rank's device and how gradients are averaged; returns the lines to log (rank 0
+        gets every rank's). One process keeps the backend's current device."""
+        return []
 
     def average_gradients(self, params) -> None:
         """Replace each gradient by its mean over the ranks."""
@@ -94,9 +104,38 @@ class MPIComm(SingleProcess):
 
         self.MPI, self.comm = MPI, comm
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
-        self.local_size = comm.Split_type(MPI.COMM_TYPE_SHARED).Get_size()
+        node = comm.Split_type(MPI.COMM_TYPE_SHARED)  # the ranks on this machine
+        self.local_size, self.local_rank = node.Get_size(), node.Get_rank()
         self._errors = comm.Dup()  # a separate channel, so the error barrier never meets a training collective
         self._buffers: dict = {}
+        self._device_reduce = None  # set by setup_device where gradients are summed on the devices
+        self.gradient_path = "host buffer"
+
+    def bcast(self, obj):
+        return self.comm.bcast(obj, root=0)
+
+    def setup_device(self, backend) -> list[str]:
+        """Each rank takes the device of its node-local rank (``local_rank mod devices``). Gradients are then
+        summed on the devices (NCCL) if every rank can, with one device each; else through a host buffer.
+        Returns, on rank 0, one line per rank and one for the path (elsewhere: [])."""
+        n = backend.device_count()
+        mine = None
+        if n:
+            mine = f"rank {self.rank}: {backend.use_device(self.local_rank % n)} (node-local rank {self.local_rank} " \
+                   f"of {self.local_size}, {n} device{'s' if n != 1 else ''} here)"
+        why = backend.device_allreduce_unavailable()
+        if why is None and self.local_size > n:
+            why = f"{self.local_size} ranks share {n} device{'s' if n != 1 else ''} on one machine (NCCL needs one each)"
+        reasons = self.comm.allgather(why)  # collective: all ranks take the same path
+        why = next((r for r in reasons if r is not None), None)
+        if why is None:
+            self._device_reduce = backend.device_allreduce(self)
+            self.gradient_path = "device (NCCL)" if backend.name == "cupy" else f"device ({backend.name})"
+            path = f"gradients: summed on the devices, {self.gradient_path}"
+        else:
+            path = f"gradients: averaged through a host buffer ({why})"
+        lines = self.comm.gather(mine, root=0)
+        return [line for line in lines if line] + [path] if self.rank == 0 else []
 
     def _scalar_sum(self, value: float) -> float:
         buf = np.array([value], dtype=np.float64)
@@ -126,7 +165,18 @@ class MPIComm(SingleProcess):
         params = [p for p in params if p.grad is not None]
         if not params:
             return
-        buf = self._flat([p.grad for p in params], np.result_type(*[p.grad.dtype for p in params]))
+        dtype = np.result_type(*[p.grad.dtype for p in params])
+        if self._device_reduce is not None:  # packed on the device, summed there, unpacked: no host copy
+            xp = params[0].backend.xp
+            flat = xp.concatenate([p.grad.reshape(-1).astype(dtype, copy=False) for p in params])  # (total,)
+            self._device_reduce(flat)
+            flat /= self.size
+            offset = 0
+            for p in params:
+                p.grad = flat[offset:offset + p.size].reshape(p.shape).astype(p.grad.dtype)  # a copy each
+                offset += p.size
+            return
+        buf = self._flat([p.grad for p in params], dtype)
         offset = 0
         for p in params:  # pack
             buf[offset:offset + p.size] = p.backend.to_numpy(p.grad).reshape(-1)

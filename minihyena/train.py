@@ -146,6 +146,7 @@ class Trainer:
         self.lock = RunLock(self.out)
         comm.run_on_root(lambda: check_out_folder(self.out, resume=resume, force=force))  # before any work
         self.backend = get_backend(cfg.backend)
+        self.device_lines = comm.setup_device(self.backend)  # each rank's device; how gradients are averaged
         self.thread_note = limit_threads(comm)  # P ranks on one machine: a share of its cores each
         text = comm.run_on_root(_read_text, cfg.data)
         meta, source = None, self.ckpt_path if resume else init_from
@@ -312,6 +313,8 @@ class Trainer:
         )
         if self.thread_note:
             self.log(self.thread_note)
+        for line in self.device_lines:
+            self.log(line)
         was, now = self.saved_batch[0] * self.saved_batch[1], comm.size * cfg.batch_size
         if self.saved_batch[0] != comm.size and was != now:  # resumed on another number of processes
             keep = f"; --batch-size {was // comm.size} keeps it" if was % comm.size == 0 else ""

@@ -224,6 +224,44 @@ def test_errors_under_mpiexec_print_once_and_never_hang(text_file, tmp_path):
     assert time.monotonic() - started < 20
 
 
+@pytest.mark.parametrize("devices, mode, path, reason", [
+    (2, "loopback", "device (strict)", None),
+    (2, "host", "host buffer", "the stand-in device has no NCCL"),
+    (1, "loopback", "host buffer", "2 ranks share 1 device on one machine (NCCL needs one each)"),
+])
+def test_each_rank_takes_its_node_local_device_and_says_how_gradients_travel(text_file, tmp_path, devices, mode,
+                                                                            path, reason):
+    settings = dict(data=str(text_file), out=str(tmp_path / "run"), max_iters=3, seq_len=16, batch_size=2, lr=1e-2,
+                    eval_interval=3, eval_iters=1, seed=3, backend="strict")
+    model = dict(d_model=16, n_layer=1, l_max=16, filter_order=8, emb_dim=5, dtype="float64")
+    proc = mpirun(HELPER, "devices", json.dumps(settings), json.dumps(model), devices, mode, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    ranks = [json.loads((tmp_path / "run" / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["device"] for r in ranks] == [0, 1 % devices]  # node-local rank mod devices
+    assert [r["path"] for r in ranks] == [path, path]  # all ranks agree
+    log = "\n".join(ranks[0]["log"])
+    for r in (0, 1):
+        assert f"rank {r}: stand-in device {r % devices} (node-local rank {r} of 2" in log
+    assert (f"gradients: averaged through a host buffer ({reason})" if reason else
+            "gradients: summed on the devices, device (strict)") in log
+    replicas = [np.load(tmp_path / "run" / f"rank{r}.npz") for r in (0, 1)]
+    for name in replicas[0].files:  # whichever path, the copies stay identical
+        np.testing.assert_array_equal(replicas[0][name], replicas[1][name], err_msg=name)
+
+
+def test_gradients_summed_on_the_device_equal_the_host_path(text_file, tmp_path):
+    settings = dict(data=str(text_file), max_iters=3, seq_len=16, batch_size=2, lr=1e-2, eval_interval=3,
+                    eval_iters=1, seed=3, backend="strict")
+    model = dict(d_model=16, n_layer=1, l_max=16, filter_order=8, emb_dim=5, dtype="float64")
+    for mode in ("host", "loopback"):
+        cfg = json.dumps({**settings, "out": str(tmp_path / mode)})
+        proc = mpirun(HELPER, "devices", cfg, json.dumps(model), 2, mode, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+    host, device = (np.load(tmp_path / mode / "rank0.npz") for mode in ("host", "loopback"))
+    for name in host.files:
+        np.testing.assert_allclose(device[name], host[name], rtol=1e-12, atol=1e-14, err_msg=name)
+
+
 # ---------------------------------------------------------------------------- without MPI
 
 

@@ -109,6 +109,25 @@ class Backend:
         """In place: ``target[index] += values`` with repeated indices summed (``numpy.add.at``)."""
         self.xp.add.at(target, index, values)
 
+    # ------------------------------------------------------------------ devices, for several processes
+    def device_count(self) -> int:
+        """How many devices of this backend's kind this process sees (0: it computes on the host)."""
+        return 0
+
+    def use_device(self, index: int) -> str:
+        """Make device ``index`` this process's current device; returns its name for a log line."""
+        raise NotImplementedError(f"backend {self.name!r} has no devices to choose")
+
+    def device_allreduce_unavailable(self) -> str | None:
+        """Why gradients cannot be summed over processes on this backend's devices (None: they can,
+        through :meth:`device_allreduce`). A local check: every process answers before any talks."""
+        return f"backend {self.name!r} computes on the host"
+
+    def device_allreduce(self, comm):
+        """A function ``reduce(flat)`` summing a flat array of this backend over ``comm``'s processes, in
+        place on the device. Collective: every process calls it (it may exchange an id through ``comm``)."""
+        raise NotImplementedError(self.device_allreduce_unavailable())
+
     # ------------------------------------------------------------------ fused kernels
     def fused(self, op: str, *arrays):
         """This backend's fused kernel for ``op`` if it has one that takes ``arrays``, else ``None``.

@@ -84,6 +84,38 @@ class CupyBackend(Backend):
         seed = int(rng.integers(2**63))
         return self._cupy_random.RandomState(seed, method=self._philox).random_sample(shape)
 
+    # ------------------------------------------------------------------ devices
+    def device_count(self) -> int:
+        return self.xp.cuda.runtime.getDeviceCount()
+
+    def use_device(self, index: int) -> str:
+        self.xp.cuda.Device(index).use()
+        name = self.xp.cuda.runtime.getDeviceProperties(index)["name"]
+        return f"GPU {index} ({name.decode() if isinstance(name, bytes) else name})"
+
+    def device_allreduce_unavailable(self) -> str | None:
+        try:
+            from cupy.cuda import nccl
+        except Exception as exc:  # built without NCCL, or its library is missing
+            return f"CuPy cannot load NCCL ({type(exc).__name__}: {exc})"
+        if not getattr(nccl, "available", True):
+            return "CuPy was built without NCCL"
+        return None
+
+    def device_allreduce(self, comm):
+        """NCCL's in-place all-reduce (sum) on the current stream; the communicator's id travels by MPI."""
+        from cupy.cuda import nccl
+
+        uid = comm.bcast(nccl.get_unique_id() if comm.rank == 0 else None)
+        nc = nccl.NcclCommunicator(comm.size, uid, comm.rank)
+        codes = {np.dtype(np.float32): nccl.NCCL_FLOAT32, np.dtype(np.float64): nccl.NCCL_FLOAT64}
+
+        def reduce(flat) -> None:
+            nc.allReduce(flat.data.ptr, flat.data.ptr, flat.size, codes[flat.dtype], nccl.NCCL_SUM,
+                         self.xp.cuda.get_current_stream().ptr)
+
+        return reduce
+
     def scatter_add(self, target, index, values) -> None:
         """``cupyx.scatter_add``: atomic adds, so repeated indices are summed."""
         self._cupyx.scatter_add(target, index, values)

@@ -222,6 +222,25 @@ class StrictBackend(Backend):
     def owns(self, array) -> bool:
         return isinstance(array, DeviceArray)
 
+    # devices, for tests of several processes: a node with ``n_devices`` stand-in devices, and an
+    # all-reduce "on the device" only where a test provides one (``loopback``: a function(comm, flat))
+    n_devices = 0
+    device_index = None
+    loopback = None
+
+    def device_count(self) -> int:
+        return self.n_devices
+
+    def use_device(self, index: int) -> str:
+        self.device_index = index
+        return f"stand-in device {index}"
+
+    def device_allreduce_unavailable(self) -> str | None:
+        return None if self.loopback is not None else "the stand-in device has no NCCL"
+
+    def device_allreduce(self, comm):
+        return lambda flat: self.loopback(comm, flat)
+
     def scatter_add(self, target, index, values) -> None:
         _refuse_host("scatter_add", [target, index, values])
         np.add.at(target._a, _unwrap(index), _unwrap(values))
