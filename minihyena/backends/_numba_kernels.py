@@ -26,7 +26,7 @@ import rocket_fft  # noqa: F401  (registers np.fft for compiled code; also found
 from numba import prange
 
 from .. import optim
-from ..functional import elementwise
+from ..functional import elementwise, norm
 
 # Reassociation lets LLVM vectorise the dot products (a different summation order than NumPy's:
 # float32 results agree to a few ulps times the row length). No nnan/ninf: NaN and inf propagate.
@@ -145,6 +145,9 @@ _gelu_value = numba.njit(inline="always")(elementwise.gelu_value)
 _gelu_grad = numba.njit(inline="always")(elementwise.gelu_grad)
 _adamw_moments = numba.njit(inline="always")(optim.adamw_moments)
 _adamw_param = numba.njit(inline="always")(optim.adamw_param)
+_ln_rstd = numba.njit(inline="always")(norm.layer_norm_rstd)
+_ln_dx = numba.njit(inline="always")(norm.layer_norm_dx)
+_log_sum_exp = numba.njit(inline="always")(norm.log_sum_exp)
 
 
 @jit(parallel=True)
@@ -202,7 +205,7 @@ def layer_norm(x, w, bias, eps, y, xhat, rstd):
         s2 = 0.0
         for i in range(D):
             s2 += (xr[i] - mu) ** 2
-        rs = 1.0 / np.sqrt(s2 / D + eps)
+        rs = _ln_rstd(s2 / D, eps)
         rstd[r] = rs
         for i in range(D):
             h = (xr[i] - mu) * rs
@@ -229,7 +232,7 @@ def layer_norm_backward(g, xhat, rstd, w, dx, dw_part, db_part):
             m1 = s1 / D
             m2 = s2 / D
             for i in range(D):
-                dx[r, i] = rstd[r] * (gr[i] * w[i] - m1 - hr[i] * m2)
+                dx[r, i] = _ln_dx(rstd[r], gr[i] * w[i], m1, hr[i], m2)
                 dw_part[c, i] += gr[i] * hr[i]
                 db_part[c, i] += gr[i]
 
@@ -246,19 +249,23 @@ def cross_entropy(z, t, lse, picked):
         s = 0.0
         for j in range(V):
             s += np.exp(zr[j] - m)
-        lse[r] = m + np.log(s)
+        lse[r] = _log_sum_exp(m, s)
         picked[r] = zr[t[r]]
 
 
 @jit(parallel=True)
 def cross_entropy_backward(z, lse, t, scale, dz):
-    """dz[r] = scale[r] (exp(z[r] - lse[r]) - onehot(t[r])), one pass per row."""
+    """dz[r] = (exp(z[r] - lse[r]) - onehot(t[r])) scale[r], per row in the reference's order (the softmax,
+    minus one at the target, times the scale) while the row is in cache."""
     N, V = z.shape
     for r in prange(N):
         s = scale[r]
+        dr = dz[r]
         for j in range(V):
-            dz[r, j] = s * np.exp(z[r, j] - lse[r])
-        dz[r, t[r]] -= s
+            dr[j] = np.exp(z[r, j] - lse[r])
+        dr[t[r]] -= 1
+        for j in range(V):
+            dr[j] *= s
 
 
 # ---------------------------------------------------------------------------- indexing

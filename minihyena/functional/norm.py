@@ -7,6 +7,23 @@ from ..autograd import Function, Tensor
 from ._checks import check_float, check_same_float, ids_on_device, normalize_axis
 
 
+# Formulas of layer norm and cross-entropy, written once for arrays or scalars: the reference below
+# applies them to rows of arrays, the Numba kernels per element inside their row loops.
+def layer_norm_rstd(var, eps):
+    r"""$r = 1 / \sqrt{\sigma^2 + \epsilon}$."""
+    return 1.0 / np.sqrt(var + eps)
+
+
+def layer_norm_dx(rstd, gh, mean_gh, xhat, mean_gh_xhat):
+    r"""$\partial x = r (\hat g - \overline{\hat g} - \hat x\, \overline{\hat g \odot \hat x})$."""
+    return rstd * (gh - mean_gh - xhat * mean_gh_xhat)
+
+
+def log_sum_exp(m, s):
+    r"""$\mathrm{lse} = m + \log s$ with $m = \max_j z_j$ and $s = \sum_j e^{z_j - m}$."""
+    return m + np.log(s)
+
+
 class LayerNorm(Function):
     r"""Layer norm over the last axis (size $D$):
 
@@ -26,7 +43,7 @@ class LayerNorm(Function):
             y, xhat, rstd = fused(x, weight, bias, eps)
         else:
             xc = x - x.mean(axis=-1, keepdims=True)
-            rstd = 1.0 / ctx.xp.sqrt((xc * xc).mean(axis=-1, keepdims=True) + eps)  # (..., 1)
+            rstd = layer_norm_rstd((xc * xc).mean(axis=-1, keepdims=True), eps)  # (..., 1)
             xhat = xc * rstd  # (..., D)
             y = xhat * weight if weight is not None else xhat.copy()
             if bias is not None:
@@ -42,7 +59,7 @@ class LayerNorm(Function):
             dx, dw, db = fused(g, xhat, rstd, weight)
         else:
             gh = g * weight if weight is not None else g  # (..., D)
-            dx = rstd * (gh - gh.mean(axis=-1, keepdims=True) - xhat * (gh * xhat).mean(axis=-1, keepdims=True))
+            dx = layer_norm_dx(rstd, gh, gh.mean(axis=-1, keepdims=True), xhat, (gh * xhat).mean(axis=-1, keepdims=True))
             rows = (-1, g.shape[-1])
             dw = (g * xhat).reshape(rows).sum(axis=0) if weight is not None else None  # (D,)
             db = g.reshape(rows).sum(axis=0)  # (D,)
@@ -118,7 +135,7 @@ class CrossEntropy(Function):
             lse, picked = fused(z, safe_t)  # (N,), (N,)
         else:
             m = z.max(axis=-1, keepdims=True)  # (N, 1)
-            lse = xp.log(xp.exp(z - m).sum(axis=-1)) + m[:, 0]  # (N,)
+            lse = log_sum_exp(m[:, 0], xp.exp(z - m).sum(axis=-1))  # (N,)
             picked = xp.take_along_axis(z, safe_t[:, None], axis=-1)[:, 0]  # (N,)
         loss = ((lse - picked) * keep).sum() / count
         ctx.save_for_backward(z, lse, safe_t, keep)
