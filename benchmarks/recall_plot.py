@@ -115,7 +115,7 @@ def solve_table(runs: list[dict], acc: float) -> str:
         groups.setdefault((r["vocab_size"], r["seq_len"], r["mixer"], r["lr"]), []).append(r)
     lines = [f"| vocab | L | mixer | lr | seeds at {100 * acc:g}% | steps to {100 * acc:g}% | seconds to {100 * acc:g}% "
              "| trained (steps, seconds) | final accuracy |", "|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
-    for (vocab, L, mixer, lr), rs in groups.items():
+    for (vocab, L, mixer, lr), rs in sorted(groups.items(), key=lambda kv: kv[0][:2]):  # mixers in run order
         hits = [first_reach(r, acc) for r in rs]
         steps = ", ".join(str(h["step"]) if h else "-" for h in hits)
         secs = ", ".join(f"{h['seconds']:.0f}" if h else "-" for h in hits)

@@ -34,6 +34,15 @@ def test_solve_table_counts_seeds_and_reports_unsolved_runs():
     assert "| 0 of 1 | - | - | (75, 30) | 60.0% |" in attn
 
 
+def test_solve_table_orders_cells_by_vocabulary_then_length_as_numbers():
+    runs = [_run(m, 0, [0.95], L=L) for L in (1024, 256, 4096) for m in ("hyena", "attention-rope")]
+    runs[0]["vocab_size"] = 20  # the first run read is the only one at vocabulary 20
+    rows = [line.split("|")[1:4] for line in solve_table(runs, 0.9).splitlines()[2:]]
+    assert [(v.strip(), L.strip(), m.strip()) for v, L, m in rows] == [
+        ("10", "256", "hyena"), ("10", "256", "attention-rope"), ("10", "1024", "attention-rope"),
+        ("10", "4096", "hyena"), ("10", "4096", "attention-rope"), ("20", "1024", "hyena")]
+
+
 def test_solve_plot_is_written(tmp_path):
     runs = [_run("hyena", s, [0.5, 0.95], L=L) for s in (0, 1) for L in (256, 1024)]
     runs += [_run("attention-rope", 0, [0.5, 0.6], L=L) for L in (256, 1024)]
