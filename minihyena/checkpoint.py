@@ -157,13 +157,13 @@ def section(arrays: dict, prefix: str) -> dict:
 
 def load_model(path, backend=None):
     """Rebuild the model and tokenizer saved in a checkpoint: ``(model, tokenizer, meta)``."""
-    from .data.text import CharTokenizer
+    from .data.tokenizers import tokenizer_from_dict
     from .nn.model import HyenaConfig, HyenaLM
 
     arrays, meta = load_checkpoint(path)
     try:
         cfg = HyenaConfig.from_dict(meta["model_config"])
-        tokenizer = CharTokenizer.from_dict(meta["tokenizer"])
+        tokenizer = tokenizer_from_dict(meta["tokenizer"])
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path} has an unusable header: {header_problem(exc)}") from None
     check_fits(model_bytes(cfg), f"the model in {path} ({cfg.n_layer} layers, width {cfg.d_model}, l_max {cfg.l_max})")

@@ -46,11 +46,6 @@ _MODEL_FLAGS = {
 }
 
 
-def _default_prompt(tokenizer) -> str:
-    """A newline (start a fresh line) when the vocabulary has one, else its first character."""
-    return "\n" if "\n" in tokenizer.chars else tokenizer.chars[0]
-
-
 def _threads(backend, show: bool = True, stream=None) -> None:
     """Choose the thread pools for ``backend`` before any kernel runs, and say what was chosen (if anything)."""
     from .backends.threads import UNCHANGED, configure_threads
@@ -99,7 +94,7 @@ def _train(args) -> int:
             cfg = TrainConfig(**given)
             _threads(cfg.backend, comm.rank == 0)
             trainer = Trainer(cfg, model_cfg, comm=comm, force=args.force, init_from=args.init_from)
-        prompt = trainer.tokenizer.encode(args.prompt or _default_prompt(trainer.tokenizer), name="prompt")  # check it now
+        prompt = trainer.tokenizer.encode(args.prompt or trainer.tokenizer.default_prompt(), name="prompt")  # check it now
         result = trainer.run(progress=not args.no_progress)
     except Exception as exc:
         return stop_on_error(comm, exc)  # raises it for main's one-line message, on one rank only
@@ -127,7 +122,7 @@ def _sample(args) -> int:
     check_sampling(args.max_new_tokens, args.temperature, args.top_k)
     model, tokenizer, _ = load_model(args.checkpoint, backend=args.backend)
     _threads(args.backend, stream=sys.stderr)  # before the first kernel runs; stdout carries the text
-    prompt = args.prompt if args.prompt else _default_prompt(tokenizer)
+    prompt = args.prompt if args.prompt else tokenizer.default_prompt()
     ids = tokenizer.encode(prompt, name="prompt")
     l_max = model.config.l_max
     if len(ids) + args.max_new_tokens > l_max:
@@ -142,12 +137,12 @@ def _sample(args) -> int:
     progress = None
     if not sys.stdout.isatty() and sys.stderr.isatty() and args.max_new_tokens >= 200:
         progress = Progress(args.max_new_tokens)
-    drawn = 0
+    drawn, decode = 0, tokenizer.decoder()  # a byte tokenizer's character may span several ids
 
     def show(token: int) -> None:
         nonlocal drawn
         drawn += 1
-        _write(tokenizer.decode([token]))
+        _write(decode([token]))
         if progress is not None:
             progress.update(drawn)
 
@@ -229,7 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="re-run the whole context for every token (the slow, readable reference) instead of cached decoding")
     s.set_defaults(func=_sample)
 
+    from .prepare_command import add_prepare_command
     from .recall_command import add_recall_command
+
+    add_prepare_command(sub)  # prepare: tokenize a corpus once, for training from disk
 
     add_recall_command(sub, _threads)  # recall: Hyena against attention on synthetic tasks
 

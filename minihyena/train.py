@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import signal
 import time
 from dataclasses import dataclass
@@ -19,7 +20,9 @@ import numpy as np
 from .autograd import no_grad
 from .backends import get_backend
 from .checkpoint import CheckpointError, header_problem, is_resumable, load_checkpoint, save_checkpoint, section
+from .data.prepared import PreparedCorpus
 from .data.text import CharTokenizer, TextDataset, load_bundled_corpus, load_text
+from .data.tokenizers import tokenizer_from_dict
 from .distributed import limit_threads, world
 from .fileio import atomic_write_text
 from .flops import fmt_flops, train_step_flops
@@ -148,7 +151,12 @@ class Trainer:
         self.backend = get_backend(cfg.backend)
         self.device_lines = comm.setup_device(self.backend)  # each rank's device; how gradients are averaged
         self.thread_note = limit_threads(comm)  # P ranks on one machine: a share of its cores each
-        text = comm.run_on_root(_read_text, cfg.data)
+        prepared = cfg.data is not None and os.path.isdir(cfg.data)  # a folder from minihyena prepare: read from disk
+        if prepared:
+            comm.run_on_root(lambda: PreparedCorpus(cfg.data) and None)  # a bad folder: one error, from rank 0
+            corpus, text = PreparedCorpus(cfg.data), None  # every rank maps the file itself
+        else:
+            text = comm.run_on_root(_read_text, cfg.data)
         meta, source = None, self.ckpt_path if resume else init_from
         if source is not None:
             arrays, meta = comm.run_on_root(load_checkpoint, source)
@@ -157,19 +165,23 @@ class Trainer:
                     f"{source} holds weights only, no optimiser or training state (an imported or exported model), "
                     "so it cannot be resumed; start a new run from its weights with --init-from")
             try:
-                tokenizer = CharTokenizer.from_dict(meta["tokenizer"])
+                tokenizer = tokenizer_from_dict(meta["tokenizer"])
                 model_cfg = HyenaConfig.from_dict(meta["model_config"])
             except (KeyError, TypeError, ValueError) as exc:
                 raise CheckpointError(f"{source} cannot be {'resumed' if resume else 'read'}: unusable header ({header_problem(exc)})") from None
+            if prepared and corpus.tokenizer != tokenizer:
+                raise ValueError(f"the prepared corpus {cfg.data} was tokenized with {corpus.tokenizer!r}, but {source} "
+                                 f"uses {tokenizer!r}: prepare the text again with the checkpoint's tokenizer")
         else:
-            tokenizer = CharTokenizer.from_text(text)
+            tokenizer = corpus.tokenizer if prepared else CharTokenizer.from_text(text)
             model_cfg = dataclasses.replace(model_cfg or HyenaConfig(), vocab_size=tokenizer.vocab_size)
             if model_cfg.l_max < cfg.seq_len:
                 model_cfg = dataclasses.replace(model_cfg, l_max=cfg.seq_len)
         if cfg.seq_len > model_cfg.l_max:
             raise ValueError(f"--seq-len {cfg.seq_len} is longer than the model's l_max = {model_cfg.l_max}")
         self.tokenizer = tokenizer
-        self.data = TextDataset(tokenizer.encode(text, name=f"training text {cfg.data or '(bundled)'}"), cfg.val_fraction)
+        ids = corpus.ids if prepared else tokenizer.encode(text, name=f"training text {cfg.data or '(bundled)'}")
+        self.data = TextDataset(ids, cfg.val_fraction)
         for split in ("train", "val"):  # found now, not at the first evaluation minutes later
             have = len(self.data.split(split))
             if have < cfg.seq_len + 1:

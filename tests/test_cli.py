@@ -156,7 +156,8 @@ def test_unknown_backend_lists_the_known_ones(trained, command):
 def test_bad_training_input(trained):
     root, _, _ = trained
     assert_clean_error(cli("train", "--data", "absent.txt", "--out", "x", *SMALL, cwd=root), "absent.txt")
-    assert_clean_error(cli("train", "--data", "run", "--out", "x", *SMALL, cwd=root), "directory")
+    assert_clean_error(cli("train", "--data", "run", "--out", "x", *SMALL, cwd=root),
+                       "run is a folder but not a prepared corpus", "minihyena prepare")
     assert_clean_error(cli("train", "--data", "my.txt", "--out", "x", *SMALL, "--eval-interval", "0", cwd=root), "--eval-interval")
 
 

@@ -1,4 +1,5 @@
-"""Text data: the bundled Shakespeare corpus, a character tokenizer and batching."""
+"""Text data: the bundled Shakespeare corpus, character and byte tokenizers, batching, prepared corpora."""
+from .prepared import PreparedCorpus, prepare_corpus
 from .text import (
     BUNDLED_CORPUS,
     CharTokenizer,
@@ -7,12 +8,17 @@ from .text import (
     load_bundled_corpus,
     load_text,
 )
+from .tokenizers import ByteTokenizer, tokenizer_from_dict
 
 __all__ = [
     "BUNDLED_CORPUS",
+    "ByteTokenizer",
     "CharTokenizer",
+    "PreparedCorpus",
     "TextDataset",
     "bundled_corpus_path",
     "load_bundled_corpus",
     "load_text",
+    "prepare_corpus",
+    "tokenizer_from_dict",
 ]

@@ -42,6 +42,31 @@ def _listing(items: Sequence[Any]) -> str:
     return shown + (f" (and {extra} more)" if extra > 0 else "")
 
 
+def code_points(text: str) -> np.ndarray:
+    """The code point of each character of ``text``: ``uint8`` for ASCII text (one byte a character, no
+    conversion), else ``uint32``."""
+    if text.isascii():
+        return np.frombuffer(text.encode("ascii"), dtype=np.uint8)
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4")
+
+
+def check_ids(ids: Sequence[int] | np.ndarray, vocab_size: int) -> np.ndarray:
+    """``ids`` as a 1-D integer array, every one in ``[0, vocab_size)``; else an error naming them."""
+    arr = np.asarray(ids)
+    if arr.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if arr.ndim > 1:
+        raise ValueError(f"decode expects a 1-D sequence of ids, got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"ids must be integers, got dtype {arr.dtype}")
+    arr = arr.reshape(-1)
+    bad = (arr < 0) | (arr >= vocab_size)
+    if bad.any():
+        raise ValueError(f"ids out of range for vocab_size {vocab_size}: "
+                         f"{_listing([int(i) for i in dict.fromkeys(arr[bad].tolist())])}")
+    return arr
+
+
 class CharTokenizer:
     """Maps each character of a fixed vocabulary to an integer id.
 
@@ -94,12 +119,17 @@ class CharTokenizer:
         """
         if not isinstance(text, str):
             raise TypeError(f"{name} must be a str, got {type(text).__name__}")
-        codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4")
-        ids = np.full(codes.shape, -1, dtype=np.int32)
-        known = codes < len(self._table)
-        ids[known] = self._table[codes[known]]
-        bad = ids < 0
-        if bad.any():
+        codes = code_points(text)
+        if codes.size == 0:
+            return np.zeros(0, dtype=np.int32)
+        if int(codes.max()) < len(self._table):
+            ids = self._table[codes]  # one gather; -1 where a character is not in the vocabulary
+        else:
+            ids = np.full(codes.shape, -1, dtype=np.int32)
+            known = codes < len(self._table)
+            ids[known] = self._table[codes[known]]
+        if int(ids.min()) < 0:
+            bad = ids < 0
             bad_codes, first = np.unique(codes[bad], return_index=True)
             unknown = [chr(c) for c in bad_codes[np.argsort(first)]]
             raise ValueError(
@@ -110,21 +140,19 @@ class CharTokenizer:
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
         """The text for a 1-D sequence of ids (the inverse of :meth:`encode`)."""
-        arr = np.asarray(ids)
-        if arr.size == 0:
-            return ""
-        if arr.ndim > 1:
-            raise ValueError(f"decode expects a 1-D sequence of ids, got shape {arr.shape}")
-        if not np.issubdtype(arr.dtype, np.integer):
-            raise TypeError(f"ids must be integers, got dtype {arr.dtype}")
-        arr = arr.reshape(-1)
-        bad = (arr < 0) | (arr >= self.vocab_size)
-        if bad.any():
-            raise ValueError(
-                f"ids out of range for vocab_size {self.vocab_size}: "
-                f"{_listing([int(i) for i in dict.fromkeys(arr[bad].tolist())])}"
-            )
-        return "".join(self._char_array[arr].tolist())
+        return "".join(self._char_array[check_ids(ids, self.vocab_size)].tolist())
+
+    def decoder(self):
+        """``ids -> str`` for text shown as it is sampled: every id is a whole character."""
+        return self.decode
+
+    def byte_lengths(self) -> np.ndarray:
+        """The UTF-8 bytes of each id's character (1 to 4)."""
+        return np.array([len(ch.encode("utf-8", "surrogatepass")) for ch in self.chars], dtype=np.int64)
+
+    def default_prompt(self) -> str:
+        """A newline (start a fresh line) when the vocabulary has one, else its first character."""
+        return "\n" if "\n" in self.chars else self.chars[0]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable description, e.g. for a checkpoint's config."""
@@ -274,5 +302,7 @@ class TextDataset:
                 f"use a shorter seq_len or more text"
             )
         starts = rng.integers(0, len(data) - seq_len, size=batch_size)
-        windows = data[starts[:, None] + np.arange(seq_len + 1)]
+        windows = data[starts[:, None] + np.arange(seq_len + 1)]  # (batch_size, seq_len + 1)
+        if windows.dtype.kind == "u":  # a prepared corpus's uint8/16/32: ids as signed integers
+            windows = windows.astype(np.int64)
         return windows[:, :-1].copy(), windows[:, 1:].copy()

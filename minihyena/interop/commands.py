@@ -22,13 +22,14 @@ def _warn(message) -> None:
 def _tokenizer(args, found):
     from ..checkpoint import load_checkpoint
     from ..data.text import CharTokenizer, load_text
+    from ..data.tokenizers import tokenizer_from_dict
     from .layout import WeightsError
 
     if args.chars_from:
         return CharTokenizer.from_text(load_text(args.chars_from))
     if args.tokenizer_from:
         _, meta = load_checkpoint(args.tokenizer_from)
-        return CharTokenizer.from_dict(meta.get("tokenizer"))
+        return tokenizer_from_dict(meta.get("tokenizer"))
     if found is None:
         raise WeightsError(f"{args.file} carries no tokenizer: give --chars-from TEXT (the text whose characters "
                            "the model was trained on) or --tokenizer-from CHECKPOINT")

@@ -224,7 +224,7 @@ def read_reference(path, config=None, *, source=None, dtype=None, warn=None):
     :func:`import_weights`. Without ``config``, the reference config an export saved in the file is used."""
     import warnings
 
-    from ..data.text import CharTokenizer
+    from ..data.tokenizers import tokenizer_from_dict
     from .convert import declared_vocab, load_reference_state_dict
 
     arrays, metadata = read_safetensors(path)
@@ -234,7 +234,7 @@ def read_reference(path, config=None, *, source=None, dtype=None, warn=None):
     model = load_reference_state_dict(arrays, config, source=source or metadata.get("minihyena.source"),
                                       dtype=dtype, project_config=project, warn=warn or warnings.warn)
     try:
-        tokenizer = CharTokenizer.from_dict(tok) if tok else None
+        tokenizer = tokenizer_from_dict(tok) if tok else None
     except (TypeError, ValueError, KeyError) as exc:
         raise WeightsError(f"{path}: metadata minihyena.tokenizer is unusable: {exc}") from None
     return model, tokenizer, declared_vocab(config)
