@@ -102,7 +102,8 @@ def _train(args) -> int:
         return 128 + int(result.signum)  # 130 after Ctrl-C, 143 after SIGTERM, as the shell reports them
     if comm.rank != 0:
         return 0
-    val = "not measured (no steps left to run)" if result.val_loss is None else f"{result.val_loss:.4f}"
+    val = ("not measured (no steps left to run)" if result.val_loss is None else
+           f"{result.val_loss:.4f} ({result.val_bits_per_byte:.3f} bits per byte)")
     print(f"finished {result.step} steps in {result.seconds:.0f} s ({result.tokens_per_second:,.0f} tokens/s); "
           f"validation loss {val}; checkpoint {result.checkpoint}")
     if args.sample_tokens > 0:

@@ -22,7 +22,7 @@ from .backends import get_backend
 from .checkpoint import CheckpointError, header_problem, is_resumable, load_checkpoint, save_checkpoint, section
 from .data.prepared import PreparedCorpus
 from .data.text import CharTokenizer, TextDataset, load_bundled_corpus, load_text
-from .data.tokenizers import tokenizer_from_dict
+from .data.tokenizers import byte_count, tokenizer_from_dict
 from .distributed import limit_threads, world
 from .fileio import atomic_write_text
 from .flops import fmt_flops, train_step_flops
@@ -74,6 +74,7 @@ class TrainResult:
     seconds: float
     tokens_per_second: float
     signum: int = signal.SIGINT  # what interrupted it: SIGINT (Ctrl-C) or SIGTERM
+    val_bits_per_byte: float | None = None  # val_loss per byte of text, in bits: comparable across tokenizers
 
 
 def _quiet(*args, **kwargs) -> None:
@@ -182,6 +183,8 @@ class Trainer:
         self.tokenizer = tokenizer
         ids = corpus.ids if prepared else tokenizer.encode(text, name=f"training text {cfg.data or '(bundled)'}")
         self.data = TextDataset(ids, cfg.val_fraction)
+        val = self.data.split("val")  # bits per byte = nats per token * tokens / bytes / ln 2
+        self.bits_per_nat = len(val) / max(byte_count(val, tokenizer), 1) / math.log(2)
         for split in ("train", "val"):  # found now, not at the first evaluation minutes later
             have = len(self.data.split(split))
             if have < cfg.seq_len + 1:
@@ -363,10 +366,11 @@ class Trainer:
                             f"validation loss became {val} at step {self.step}; not saved. The last good checkpoint "
                             f"is kept at {self._last_checkpoint()}."
                         )
-                    self.history[-1]["val_loss"] = val
+                    self.history[-1].update(val_loss=val, val_bits_per_byte=val * self.bits_per_nat)
                     self.save()
                     comm.run_on_root(self._write_history)  # current after a kill too
-                    (bar.write if bar else self.log)(f"step {self.step}: train loss {loss:.4f}, val loss {val:.4f}, saved {self.ckpt_path}")
+                    (bar.write if bar else self.log)(f"step {self.step}: train loss {loss:.4f}, val loss {val:.4f} "
+                                                      f"({val * self.bits_per_nat:.3f} bits per byte), saved {self.ckpt_path}")
         finally:
             for s, handler in zip(stops, old_handlers):
                 signal.signal(s, handler)
@@ -379,4 +383,5 @@ class Trainer:
             self.log(f"{how} at step {self.step}: checkpoint saved to {self.ckpt_path}; continue with --resume")
         comm.run_on_root(self._write_history)
         return TrainResult(self.step, loss, val, self.ckpt_path, "interrupted" if stopped else "done", seconds,
-                           tokens / max(seconds, 1e-9), (interrupted or [signal.SIGINT])[0])
+                           tokens / max(seconds, 1e-9), (interrupted or [signal.SIGINT])[0],
+                           None if val is None else val * self.bits_per_nat)

@@ -183,3 +183,19 @@ def test_byte_tokenizer_trains_and_samples_any_text(prepared):
                cwd=prepared)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("caf\u00e9 \u20ac")  # characters the training text never had
+
+
+@pytest.mark.parametrize("tokenizer", ["char", "byte"])
+def test_validation_loss_is_also_reported_in_bits_per_byte(tmp_path, tokenizer):
+    text = "".join(np.random.default_rng(1).choice(list("ab\u00e9\u20ac \n"), 3000))  # 1, 2 and 3-byte characters
+    (tmp_path / "t.txt").write_text(text, encoding="utf-8")
+    assert cli("prepare", "--data", "t.txt", "--out", "d", "--tokenizer", tokenizer, cwd=tmp_path).returncode == 0
+    proc = _train(tmp_path, "d")
+    assert proc.returncode == 0, proc.stderr
+    ids = np.asarray(PreparedCorpus(tmp_path / "d").ids)
+    val = ids[len(ids) - int(0.1 * len(ids)):]  # the last tenth
+    val_bytes = len(val) if tokenizer == "byte" else len(CharTokenizer.from_text(text).decode(val).encode("utf-8"))
+    last = [line for line in proc.stdout.splitlines() if "bits per byte" in line and line.startswith("step")][-1]
+    nats, bits = float(last.split("val loss ")[1].split()[0]), float(last.split("(")[1].split()[0])
+    assert bits == pytest.approx(nats * len(val) / val_bytes / np.log(2), abs=1e-3)
+    assert (bits < nats / np.log(2) - 0.2) if tokenizer == "char" else bits == pytest.approx(nats / np.log(2), abs=1e-3)

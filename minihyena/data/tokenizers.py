@@ -20,7 +20,7 @@ import numpy as np
 
 from .text import CharTokenizer, check_ids
 
-__all__ = ["ByteTokenizer", "CharTokenizer", "TOKENIZERS", "tokenizer_from_dict"]
+__all__ = ["ByteTokenizer", "CharTokenizer", "TOKENIZERS", "byte_count", "tokenizer_from_dict"]
 
 #: the ``--tokenizer`` choices
 TOKENIZERS = ("char", "byte")
@@ -95,3 +95,12 @@ def tokenizer_from_dict(data: Mapping[str, Any]):
     if kind == "byte":
         return ByteTokenizer.from_dict(data)
     raise ValueError(f"unknown tokenizer type {kind!r} (known: {', '.join(TOKENIZERS)})")
+
+
+def byte_count(ids: np.ndarray, tokenizer, chunk: int = 1 << 22) -> int:
+    """The UTF-8 bytes that ``ids`` stand for: ``sum_i byte_lengths[ids_i]``, counted a chunk at a time so that
+    a memory-mapped split is never converted whole."""
+    lengths = tokenizer.byte_lengths()
+    if (lengths == 1).all():  # bytes, or characters that are all ASCII
+        return len(ids)
+    return sum(int(np.bincount(ids[i:i + chunk], minlength=len(lengths)) @ lengths) for i in range(0, len(ids), chunk))
