@@ -20,8 +20,8 @@ import numpy as np
 from .autograd import no_grad
 from .backends import get_backend
 from .checkpoint import CheckpointError, header_problem, is_resumable, load_checkpoint, save_checkpoint, section
-from .data.prepared import PreparedCorpus
-from .data.text import CharTokenizer, TextDataset, load_bundled_corpus, load_text
+from .data.prepared import PreparedCorpus, cached_corpus
+from .data.text import CharTokenizer, TextDataset, load_bundled_corpus
 from .data.tokenizers import byte_count, tokenizer_from_dict
 from .distributed import limit_threads, world
 from .fileio import atomic_write_text
@@ -124,8 +124,20 @@ def check_settings(cfg: TrainConfig, model_cfg: HyenaConfig | None = None) -> No
         _number("--dropout", model_cfg.dropout, high=1.0)
 
 
-def _read_text(path: str | None) -> str:
-    return load_text(path) if path else load_bundled_corpus()
+def _prepared_folder(data: str, out: str) -> str:
+    """``--data``: a folder made by ``minihyena prepare`` as it is, a text file through its cache."""
+    return data if os.path.isdir(data) else str(cached_corpus(data, out))
+
+
+def translation(data_tok, model_tok, data: str, source) -> np.ndarray | None:
+    """Corpus ids -> the ids of a checkpoint's tokenizer (None when they number the same): a char corpus can
+    train a char model whose vocabulary holds its characters; any other difference is refused."""
+    if data_tok == model_tok:
+        return None
+    if isinstance(data_tok, CharTokenizer) and isinstance(model_tok, CharTokenizer):
+        return model_tok.encode("".join(data_tok.chars), name=f"training text {data}").astype(np.int64)
+    raise ValueError(f"--data {data} was tokenized with {data_tok!r}, but {source} uses {model_tok!r}: "
+                     "prepare the text again with the checkpoint's tokenizer")
 
 
 class Trainer:
@@ -152,12 +164,13 @@ class Trainer:
         self.backend = get_backend(cfg.backend)
         self.device_lines = comm.setup_device(self.backend)  # each rank's device; how gradients are averaged
         self.thread_note = limit_threads(comm)  # P ranks on one machine: a share of its cores each
-        prepared = cfg.data is not None and os.path.isdir(cfg.data)  # a folder from minihyena prepare: read from disk
-        if prepared:
-            comm.run_on_root(lambda: PreparedCorpus(cfg.data) and None)  # a bad folder: one error, from rank 0
-            corpus, text = PreparedCorpus(cfg.data), None  # every rank maps the file itself
+        prepared = cfg.data is not None  # a file or a prepared folder, read from disk; else the bundled text
+        if prepared:  # a text file is prepared once into a folder beside --out (rank 0; one error if it fails)
+            folder = comm.run_on_root(_prepared_folder, cfg.data, cfg.out)
+            corpus, text = PreparedCorpus(folder), None  # every rank maps the file itself
+            self.data_note = None if folder == cfg.data else f"{cfg.data}: its tokens are read from {folder}"
         else:
-            text = comm.run_on_root(_read_text, cfg.data)
+            text, self.data_note = comm.run_on_root(load_bundled_corpus), None
         meta, source = None, self.ckpt_path if resume else init_from
         if source is not None:
             arrays, meta = comm.run_on_root(load_checkpoint, source)
@@ -170,21 +183,19 @@ class Trainer:
                 model_cfg = HyenaConfig.from_dict(meta["model_config"])
             except (KeyError, TypeError, ValueError) as exc:
                 raise CheckpointError(f"{source} cannot be {'resumed' if resume else 'read'}: unusable header ({header_problem(exc)})") from None
-            if prepared and corpus.tokenizer != tokenizer:
-                raise ValueError(f"the prepared corpus {cfg.data} was tokenized with {corpus.tokenizer!r}, but {source} "
-                                 f"uses {tokenizer!r}: prepare the text again with the checkpoint's tokenizer")
+            id_map = translation(corpus.tokenizer, tokenizer, cfg.data, source) if prepared else None
         else:
-            tokenizer = corpus.tokenizer if prepared else CharTokenizer.from_text(text)
+            tokenizer, id_map = corpus.tokenizer if prepared else CharTokenizer.from_text(text), None
             model_cfg = dataclasses.replace(model_cfg or HyenaConfig(), vocab_size=tokenizer.vocab_size)
             if model_cfg.l_max < cfg.seq_len:
                 model_cfg = dataclasses.replace(model_cfg, l_max=cfg.seq_len)
         if cfg.seq_len > model_cfg.l_max:
             raise ValueError(f"--seq-len {cfg.seq_len} is longer than the model's l_max = {model_cfg.l_max}")
         self.tokenizer = tokenizer
-        ids = corpus.ids if prepared else tokenizer.encode(text, name=f"training text {cfg.data or '(bundled)'}")
-        self.data = TextDataset(ids, cfg.val_fraction)
+        ids = corpus.ids if prepared else tokenizer.encode(text, name="the bundled corpus")
+        self.data = TextDataset(ids, cfg.val_fraction, id_map)
         val = self.data.split("val")  # bits per byte = nats per token * tokens / bytes / ln 2
-        self.bits_per_nat = len(val) / max(byte_count(val, tokenizer), 1) / math.log(2)
+        self.bits_per_nat = len(val) / max(byte_count(val, corpus.tokenizer if prepared else tokenizer), 1) / math.log(2)
         for split in ("train", "val"):  # found now, not at the first evaluation minutes later
             have = len(self.data.split(split))
             if have < cfg.seq_len + 1:
@@ -326,8 +337,9 @@ class Trainer:
             f"{len(self.data.train):,} training tokens, vocab {self.tokenizer.vocab_size}, "
             f"steps {self.step}->{cfg.max_iters}, {batch}, {fmt_flops(flops)} per step"
         )
-        if self.thread_note:
-            self.log(self.thread_note)
+        for note in (self.data_note, self.thread_note):
+            if note:
+                self.log(note)
         for line in self.device_lines:
             self.log(line)
         was, now = self.saved_batch[0] * self.saved_batch[1], comm.size * cfg.batch_size

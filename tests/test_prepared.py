@@ -199,3 +199,47 @@ def test_validation_loss_is_also_reported_in_bits_per_byte(tmp_path, tokenizer):
     nats, bits = float(last.split("val loss ")[1].split()[0]), float(last.split("(")[1].split()[0])
     assert bits == pytest.approx(nats * len(val) / val_bytes / np.log(2), abs=1e-3)
     assert (bits < nats / np.log(2) - 0.2) if tokenizer == "char" else bits == pytest.approx(nats / np.log(2), abs=1e-3)
+
+
+# ------------------------------------------------------------------ train --data FILE: prepared once, in a cache
+
+
+def _cache_folders(root):
+    return sorted((root / ".minihyena-data").iterdir())
+
+
+def test_a_text_file_is_prepared_once_beside_the_run_and_prepared_again_when_it_changes(prepared):
+    first = cli("train", "--data", "my.txt", "--out", "run", "--sample-tokens", "0", *SMALL, cwd=prepared)
+    assert first.returncode == 0, first.stderr
+    [folder] = _cache_folders(prepared)
+    assert f"my.txt: its tokens are read from {folder}" in first.stdout
+    stamp = (folder / TOKENS).stat().st_mtime_ns
+    again = cli("train", "--data", "my.txt", "--out", "run2", "--sample-tokens", "0", *SMALL, cwd=prepared)
+    assert again.returncode == 0 and _cache_folders(prepared) == [folder]
+    assert (folder / TOKENS).stat().st_mtime_ns == stamp  # reused, not written again
+    (prepared / "my.txt").write_text("the same letters, other text: hat tam\n" * 30)
+    changed = cli("train", "--data", "my.txt", "--out", "run3", "--sample-tokens", "0", *SMALL, cwd=prepared)
+    assert changed.returncode == 0, changed.stderr
+    assert len(_cache_folders(prepared)) == 2
+    (folder / TOKENS).write_bytes(b"\0")  # a damaged cache is prepared again
+    (prepared / "my.txt").write_text("the cat sat on the mat and the dog ran far away\n" * 40)
+    redo = cli("train", "--data", "my.txt", "--out", "run4", "--sample-tokens", "0", *SMALL, cwd=prepared)
+    assert redo.returncode == 0, redo.stderr
+    assert PreparedCorpus(folder).meta["tokens"] == 1920
+
+
+def test_init_from_a_char_model_renumbers_a_corpus_with_fewer_characters(prepared):
+    assert _train(prepared, "data").returncode == 0  # vocabulary: the 17 characters of my.txt
+    (prepared / "few.txt").write_text("a cat and a dog\n" * 20)  # 9 of them, numbered 0..8 in its own corpus
+    proc = cli("train", "--data", "few.txt", "--out", "tuned", "--init-from", "run", "--max-iters", "2", "--seq-len",
+               "16", "--batch-size", "2", "--eval-iters", "1", "--sample-tokens", "0", "--no-progress", cwd=prepared)
+    assert proc.returncode == 0, proc.stderr
+    from minihyena.train import TrainConfig, Trainer
+    cfg = TrainConfig(data=str(prepared / "few.txt"), out=str(prepared / "t2"), seq_len=16, batch_size=2)
+    trainer = Trainer(cfg, init_from=prepared / "run" / "ckpt.npz", log=lambda *a: None)
+    x, _ = trainer.data.get_batch("train", 2, 16, np.random.default_rng(0))
+    text = trainer.tokenizer.decode(x[0])  # the model's ids spell the corpus's text
+    assert text in "a cat and a dog\n" * 3
+    (prepared / "new.txt").write_text("a cat and a zebra\n" * 20)
+    assert_clean_error(cli("train", "--data", "new.txt", "--out", "t3", "--init-from", "run", cwd=prepared),
+                       "training text new.txt contains characters not in the tokenizer's vocabulary: 'b', 'z'")

@@ -25,6 +25,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from ..fileio import atomic_write, atomic_write_text, special
+from ..messages import plural
 from .text import CharTokenizer, code_points
 from .tokenizers import TOKENIZERS, ByteTokenizer, tokenizer_from_dict
 
@@ -117,7 +118,7 @@ def _alphabet(paths: Sequence[Path], on_bytes, digests) -> CharTokenizer:
         seen[ord("\n")] = True  # it may join two files
     codes = np.flatnonzero(seen)
     if codes.size == 0:
-        raise ValueError(f"{', '.join(map(str, paths))}: no text to prepare (the files are empty)")
+        raise ValueError(f"{', '.join(map(str, paths))} is empty (it has no text besides whitespace)")
     return CharTokenizer(chr(c) for c in codes)
 
 
@@ -160,17 +161,24 @@ def prepare_corpus(paths: Sequence[str | os.PathLike], out: str | os.PathLike, t
     out.mkdir(parents=True, exist_ok=True)
     counts = {"tokens": 0, "bytes": 0}
 
+    names = ", ".join(map(str, paths))
+
     def write(tmp: str) -> None:
+        blank = True
         with open(tmp, "wb") as f:
             for text in chunks:
                 ids = tok.encode(text, name="the corpus")
                 f.write(ids.astype(dtype).tobytes())
                 counts["tokens"] += len(ids)
                 counts["bytes"] += len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+                blank = blank and text.isspace()
+        if blank:  # refused before the file replaces anything
+            raise ValueError(f"{names} is empty (it has no text besides whitespace)")
+        if counts["tokens"] < 2:
+            unit = "character" if tokenizer == "char" else "byte"
+            raise ValueError(f"{names} is too short: {plural(counts['tokens'], unit)}, at least 2 needed")
 
     atomic_write(out / TOKENS, write)
-    if counts["tokens"] < 2:
-        raise ValueError(f"{', '.join(map(str, paths))}: too little text to train on ({counts['tokens']} token(s))")
     sources = [{"path": str(p.resolve()), "bytes": s, "blake2b": d.hexdigest()} for p, s, d in zip(paths, sizes, digests)]
     meta = {"format": FORMAT, "tokenizer": tok.to_dict(), "vocab_size": tok.vocab_size, "dtype": dtype.name,
             "tokens": counts["tokens"], "bytes": counts["bytes"], "sources": sources,
@@ -217,3 +225,31 @@ class PreparedCorpus:
 
     def __repr__(self) -> str:
         return f"PreparedCorpus({str(self.folder)!r}, tokens={len(self.ids):,}, tokenizer={self.tokenizer!r})"
+
+
+#: the folder, beside a run's folder, where text files given to ``train --data FILE`` are prepared
+CACHE = ".minihyena-data"
+
+
+def file_hash(path: Path) -> str:
+    """BLAKE2b of a file's bytes, as :func:`prepare_corpus` records it."""
+    digest = hashlib.blake2b(digest_size=20)
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def cached_corpus(path: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """The prepared folder of a text file that ``train --data FILE`` was given (character tokenizer), in
+    ``CACHE`` beside the run folder ``out``: reused while the file's content hash matches, else prepared."""
+    [src] = check_sources([path])
+    key = content_hash({"type": "char"}, [file_hash(src)])
+    folder = Path(out).absolute().parent / CACHE / f"{src.stem[:40]}-{key[:16]}"
+    try:
+        if PreparedCorpus(folder).meta["content_hash"] == key:
+            return folder
+    except (OSError, ValueError, KeyError):  # not there yet, or damaged: prepared again
+        pass
+    prepare_corpus([src], folder, tokenizer="char", force=True)
+    return folder

@@ -235,11 +235,13 @@ class TextDataset:
 
     The last ``val_fraction`` of the ids (rounded down) are the validation
     split, the rest the training split, so the split is deterministic and the
-    two parts never share a token.
+    two parts never share a token. ``id_map``: ids of a model whose tokenizer
+    numbers the corpus's characters differently, looked up for each batch.
     """
 
-    def __init__(self, ids: Sequence[int] | np.ndarray, val_fraction: float = 0.1):
+    def __init__(self, ids: Sequence[int] | np.ndarray, val_fraction: float = 0.1, id_map: np.ndarray | None = None):
         ids = np.asarray(ids)
+        self.id_map = id_map  # ids of the corpus -> ids of the model, applied to each batch (None: the same)
         if ids.ndim != 1:
             raise ValueError(f"ids must be 1-D, got shape {ids.shape}")
         if ids.size and not np.issubdtype(ids.dtype, np.integer):
@@ -303,6 +305,8 @@ class TextDataset:
             )
         starts = rng.integers(0, len(data) - seq_len, size=batch_size)
         windows = data[starts[:, None] + np.arange(seq_len + 1)]  # (batch_size, seq_len + 1)
-        if windows.dtype.kind == "u":  # a prepared corpus's uint8/16/32: ids as signed integers
+        if self.id_map is not None:
+            windows = self.id_map[windows]
+        elif windows.dtype.kind == "u":  # a prepared corpus's uint8/16/32: ids as signed integers
             windows = windows.astype(np.int64)
         return windows[:, :-1].copy(), windows[:, 1:].copy()
