@@ -288,6 +288,7 @@ def _parse(argv):
 def main(argv=None) -> int:
     from .backends import BackendUnavailableError
     from .checkpoint import CheckpointError
+    from .data.tokenizers import ExtraMissing
     from .train import TrainingError
 
     if sys.stdout is None:  # started with stdout closed (>&-): nowhere to write results
@@ -299,7 +300,7 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # the reader went away (| head): stop quietly, as Unix tools do
         _silence_stdout()
         return 128 + 13  # the status of a process ended by SIGPIPE
-    except (CheckpointError, BackendUnavailableError, TrainingError, OSError, ValueError, TypeError) as exc:
+    except (CheckpointError, BackendUnavailableError, TrainingError, ExtraMissing, OSError, ValueError, TypeError) as exc:
         if os.environ.get("MINIHYENA_DEBUG"):
             raise
         _error(_describe(exc))

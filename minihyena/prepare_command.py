@@ -40,15 +40,29 @@ def _prepare(args) -> int:
     return 0
 
 
+def _spec(parse):
+    """An argparse type from a parser that raises ValueError (its message shown as the flag's error)."""
+    import argparse
+
+    def check(text: str) -> str:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return check
+
+
 def add_prepare_command(sub) -> None:
-    from .data.tokenizers import TOKENIZERS
+    from .data.tokenizers import tokenizer_spec
 
     p = sub.add_parser("prepare", help="tokenize text files into a folder that training reads from disk (np.memmap)")
     p.add_argument("--data", type=path, nargs="+", required=True, metavar="FILE",
                    help="UTF-8 text files, joined in the order given")
     p.add_argument("--out", type=path, required=True, metavar="DIR", help="folder to write tokens.bin and meta.json into")
-    p.add_argument("--tokenizer", choices=TOKENIZERS, default="char",
-                   help="char: one id per character of the corpus (default); byte: the 256 UTF-8 byte values")
+    p.add_argument("--tokenizer", type=_spec(tokenizer_spec), default="char", metavar="{char,byte,bpe:N}",
+                   help="char: one id per character of the corpus (default); byte: the 256 UTF-8 byte values; "
+                        "bpe:N: byte-level BPE with N ids learnt from the corpus (pip install 'minihyena[bpe]')")
     p.add_argument("--force", action="store_true", help="replace a prepared corpus already in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_prepare)

@@ -243,3 +243,39 @@ def test_init_from_a_char_model_renumbers_a_corpus_with_fewer_characters(prepare
     (prepared / "new.txt").write_text("a cat and a zebra\n" * 20)
     assert_clean_error(cli("train", "--data", "new.txt", "--out", "t3", "--init-from", "run", cwd=prepared),
                        "training text new.txt contains characters not in the tokenizer's vocabulary: 'b', 'z'")
+
+
+# ------------------------------------------------------------------ byte-level BPE (the bpe extra)
+
+
+def test_bpe_ids_spell_the_text_and_train_sample_and_resume(prepared):
+    pytest.importorskip("tokenizers")
+    (prepared / "u.txt").write_text("na\u00efve caf\u00e9s and cats\n" * 30 + "the end", encoding="utf-8")
+    proc = cli("prepare", "--data", "my.txt", "u.txt", "--out", "bpe", "--tokenizer", "bpe:300", cwd=prepared)
+    assert proc.returncode == 0, proc.stderr
+    corpus = PreparedCorpus(prepared / "bpe")
+    text = load_text(prepared / "my.txt") + load_text(prepared / "u.txt")
+    assert corpus.ids.dtype == np.uint16 and 256 < corpus.tokenizer.vocab_size <= 300
+    assert corpus.tokenizer.decode(np.asarray(corpus.ids)) == text  # nothing lost or added
+    assert len(corpus.ids) < len(text.encode("utf-8")) / 2  # frequent words became single ids
+    np.testing.assert_array_equal(corpus.tokenizer.encode(text), corpus.ids)  # line by line = the whole
+    assert tokenizer_from_dict(json.loads(json.dumps(corpus.tokenizer.to_dict()))) == corpus.tokenizer
+    assert _train(prepared, "bpe").returncode == 0
+    assert _resume(prepared, "bpe", 6).returncode == 0
+    sample = cli("sample", "--checkpoint", "run", "--prompt", "\u20ac cats", "--max-new-tokens", "4", cwd=prepared)
+    assert sample.returncode == 0 and sample.stdout.startswith("\u20ac cats"), sample.stderr
+
+
+def test_a_bad_tokenizer_is_named(prepared):
+    for spec in ("bpe", "bpe:256", "bpe:x", "word"):
+        assert_clean_error(cli("prepare", "--data", "my.txt", "--out", "x", "--tokenizer", spec, cwd=prepared),
+                           f"unknown tokenizer '{spec}'", "bpe:N")
+
+
+def test_bpe_without_its_library_says_which_extra_to_install(prepared):
+    import subprocess
+    import sys
+    code = ("import sys; sys.modules['tokenizers'] = None; from minihyena.cli import main; "
+            "sys.exit(main(['prepare', '--data', 'my.txt', '--out', 'b', '--tokenizer', 'bpe:300']))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=prepared, capture_output=True, text=True, timeout=60)
+    assert_clean_error(proc, "needs the tokenizers library", "minihyena[bpe]")

@@ -8,9 +8,10 @@ from .text import (
     load_bundled_corpus,
     load_text,
 )
-from .tokenizers import ByteTokenizer, tokenizer_from_dict
+from .tokenizers import BPETokenizer, ByteTokenizer, tokenizer_from_dict
 
 __all__ = [
+    "BPETokenizer",
     "BUNDLED_CORPUS",
     "ByteTokenizer",
     "CharTokenizer",

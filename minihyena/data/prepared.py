@@ -27,7 +27,7 @@ import numpy as np
 from ..fileio import atomic_write, atomic_write_text, special
 from ..messages import plural
 from .text import CharTokenizer, code_points
-from .tokenizers import TOKENIZERS, ByteTokenizer, tokenizer_from_dict
+from .tokenizers import BPETokenizer, ByteTokenizer, tokenizer_from_dict, tokenizer_spec
 
 __all__ = ["META", "TOKENS", "PreparedCorpus", "prepare_corpus", "iter_text", "dtype_for", "check_sources"]
 
@@ -126,11 +126,10 @@ def prepare_corpus(paths: Sequence[str | os.PathLike], out: str | os.PathLike, t
                    force: bool = False, progress: Callable[[int, int], None] | None = None) -> dict:
     """Tokenize the files ``paths`` (joined in order) into the folder ``out``; returns its meta.
 
-    ``progress(done, total)`` is called with bytes read (a ``char`` corpus is read twice: ``total`` counts
-    both passes). A folder that already holds a prepared corpus is refused unless ``force``.
+    ``tokenizer``: ``char``, ``byte`` or ``bpe:N``. ``progress(done, total)`` is called with bytes read
+    (``char`` and ``bpe`` read the corpus twice, first for the vocabulary: ``total`` counts both passes). A folder that already holds a prepared corpus is refused unless ``force``.
     """
-    if tokenizer not in TOKENIZERS:
-        raise ValueError(f"unknown tokenizer {tokenizer!r}; use one of {', '.join(TOKENIZERS)}")
+    spec = tokenizer_spec(tokenizer)
     paths = check_sources(paths)
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -140,7 +139,7 @@ def prepare_corpus(paths: Sequence[str | os.PathLike], out: str | os.PathLike, t
         raise FileExistsError(f"{out} already holds a prepared corpus ({', '.join(taken)}); give another --out, "
                               "or --force to replace it")
     sizes = [p.stat().st_size for p in paths]
-    passes = 2 if tokenizer == "char" else 1
+    passes = 1 if spec == "byte" else 2
     done = 0
 
     def on_bytes(n: int) -> None:
@@ -149,14 +148,17 @@ def prepare_corpus(paths: Sequence[str | os.PathLike], out: str | os.PathLike, t
         if progress is not None:
             progress(done, passes * sum(sizes))
 
+    on_bytes(0)  # the bar starts now
     t0 = time.perf_counter()
     digests = [hashlib.blake2b(digest_size=20) for _ in paths]
-    if tokenizer == "char":
+    if spec == "byte":
+        tok, chunks = ByteTokenizer(), _joined(paths, on_bytes, digests)
+    elif spec == "char":
         tok = _alphabet(paths, on_bytes, digests)
         chunks = _joined(paths, on_bytes)  # the hashes were taken in pass 1
-    else:
-        tok = ByteTokenizer()
-        chunks = _joined(paths, on_bytes, digests)
+    else:  # bpe:N, learnt in pass 1, then the text encoded in pieces that end at a line end
+        tok = BPETokenizer.train(_joined(paths, on_bytes, digests), int(spec.split(":")[1]))
+        chunks = _whole_lines(_joined(paths, on_bytes))
     dtype = dtype_for(tok.vocab_size)
     out.mkdir(parents=True, exist_ok=True)
     counts = {"tokens": 0, "bytes": 0}
@@ -175,24 +177,39 @@ def prepare_corpus(paths: Sequence[str | os.PathLike], out: str | os.PathLike, t
         if blank:  # refused before the file replaces anything
             raise ValueError(f"{names} is empty (it has no text besides whitespace)")
         if counts["tokens"] < 2:
-            unit = "character" if tokenizer == "char" else "byte"
+            unit = {"char": "character", "byte": "byte"}.get(spec, "token")
             raise ValueError(f"{names} is too short: {plural(counts['tokens'], unit)}, at least 2 needed")
 
     atomic_write(out / TOKENS, write)
     sources = [{"path": str(p.resolve()), "bytes": s, "blake2b": d.hexdigest()} for p, s, d in zip(paths, sizes, digests)]
     meta = {"format": FORMAT, "tokenizer": tok.to_dict(), "vocab_size": tok.vocab_size, "dtype": dtype.name,
             "tokens": counts["tokens"], "bytes": counts["bytes"], "sources": sources,
-            "content_hash": content_hash(tok.to_dict(), [s["blake2b"] for s in sources]),
+            "content_hash": content_hash(spec, [s["blake2b"] for s in sources]),
             "seconds": round(time.perf_counter() - t0, 3)}
     atomic_write_text(out / META, json.dumps(meta, indent=1) + "\n")
     return meta
 
 
-def content_hash(tokenizer: dict, file_hashes: Sequence[str]) -> str:
-    """One hash of the tokenizer's kind and the sources' hashes, in order: equal hashes, equal ids."""
+def content_hash(spec: str, file_hashes: Sequence[str]) -> str:
+    """One hash of the tokenizer (``char``, ``byte``, ``bpe:N``) and the sources' hashes, in order: equal
+    hashes, equal ids."""
     h = hashlib.blake2b(digest_size=20)
-    h.update(json.dumps({"tokenizer": tokenizer.get("type", "char"), "files": list(file_hashes)}).encode())
+    h.update(json.dumps({"tokenizer": spec, "files": list(file_hashes)}).encode())
     return h.hexdigest()
+
+
+def _whole_lines(chunks: Iterator[str]) -> Iterator[str]:
+    """The same text in pieces that end with a newline (the last piece excepted)."""
+    tail = ""
+    for text in chunks:
+        cut = text.rfind("\n") + 1
+        if cut:
+            yield tail + text[:cut]
+            tail = text[cut:]
+        else:
+            tail += text
+    if tail:
+        yield tail
 
 
 class PreparedCorpus:
@@ -244,7 +261,7 @@ def cached_corpus(path: str | os.PathLike, out: str | os.PathLike) -> Path:
     """The prepared folder of a text file that ``train --data FILE`` was given (character tokenizer), in
     ``CACHE`` beside the run folder ``out``: reused while the file's content hash matches, else prepared."""
     [src] = check_sources([path])
-    key = content_hash({"type": "char"}, [file_hash(src)])
+    key = content_hash("char", [file_hash(src)])
     folder = Path(out).absolute().parent / CACHE / f"{src.stem[:40]}-{key[:16]}"
     try:
         if PreparedCorpus(folder).meta["content_hash"] == key:

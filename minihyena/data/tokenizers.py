@@ -10,6 +10,9 @@ description saved in checkpoints and in a prepared corpus's ``meta.json``;
   small vocabularies, but a character the corpus lacks cannot be encoded.
 * ``byte``: the 256 byte values of the text's UTF-8 encoding; any text can be encoded, and a
   character outside ASCII takes 2 to 4 ids.
+* ``bpe:N``: byte-level byte-pair encoding with a vocabulary of ``N`` learnt from the corpus (the
+  ``tokenizers`` library, extra ``bpe``): the 256 bytes, then the most frequent merges, so frequent
+  words become one id and any text can still be encoded.
 """
 from __future__ import annotations
 
@@ -20,10 +23,21 @@ import numpy as np
 
 from .text import CharTokenizer, check_ids
 
-__all__ = ["ByteTokenizer", "CharTokenizer", "TOKENIZERS", "byte_count", "tokenizer_from_dict"]
+__all__ = ["BPETokenizer", "ByteTokenizer", "CharTokenizer", "TOKENIZERS", "byte_count", "tokenizer_spec",
+           "tokenizer_from_dict"]
 
-#: the ``--tokenizer`` choices
-TOKENIZERS = ("char", "byte")
+#: the ``--tokenizer`` choices (``bpe`` as ``bpe:N``)
+TOKENIZERS = ("char", "byte", "bpe:N")
+
+
+def tokenizer_spec(text: str) -> str:
+    """``char``, ``byte`` or ``bpe:N`` with 257 <= N <= 1,000,000, else an error naming the choices."""
+    if text in ("char", "byte"):
+        return text
+    kind, _, n = text.partition(":")
+    if kind == "bpe" and n.isdigit() and 257 <= int(n) <= 1_000_000:
+        return f"bpe:{int(n)}"
+    raise ValueError(f"unknown tokenizer {text!r}: use char, byte or bpe:N (N from 257 to 1,000,000, e.g. bpe:4096)")
 
 
 class ByteTokenizer:
@@ -85,6 +99,98 @@ class ByteTokenizer:
         return cls()
 
 
+def _byte_symbols() -> dict[str, int]:
+    """The printable character that byte-level BPE writes for each byte value (its inverse): the printable
+    Latin-1 bytes stand for themselves, the other 68 for the code points 256, 257, ... in byte order."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAC + 1), *range(0xAE, 0xFF + 1)]
+    others = [b for b in range(256) if b not in keep]
+    return {**{chr(b): b for b in keep}, **{chr(256 + i): b for i, b in enumerate(others)}}
+
+
+class BPETokenizer:
+    """Byte-level BPE (``tokenizers`` library): ids stand for byte strings; text is split into words first
+    (the GPT-2 pattern), and each word's bytes are merged by the learnt rules."""
+
+    def __init__(self, tok):
+        self._tok = tok
+        symbols = _byte_symbols()
+        vocab = tok.get_vocab()
+        self.vocab_size = len(vocab)
+        self._bytes = [b""] * self.vocab_size
+        for piece, i in vocab.items():
+            self._bytes[i] = bytes(symbols[ch] for ch in piece)
+
+    @classmethod
+    def train(cls, texts, vocab_size: int) -> "BPETokenizer":
+        """Learn ``vocab_size`` ids (fewer if the text runs out of pairs to merge) from an iterable of texts."""
+        tokenizers = _library()
+        tok = tokenizers.Tokenizer(tokenizers.models.BPE())
+        tok.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = tokenizers.decoders.ByteLevel()
+        alphabet = tokenizers.pre_tokenizers.ByteLevel.alphabet()
+        trainer = tokenizers.trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=alphabet, show_progress=False)
+        tok.train_from_iterator(texts, trainer=trainer)
+        return cls(tok)
+
+    def __len__(self) -> int:
+        return self.vocab_size
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, BPETokenizer) and self._bytes == other._bytes
+
+    def __repr__(self) -> str:
+        return f"BPETokenizer(vocab_size={self.vocab_size})"
+
+    def encode(self, text: str, *, name: str = "text") -> np.ndarray:
+        """The ids of ``text``, encoded line by line (in parallel threads) as a 1-D ``int32`` array."""
+        if not isinstance(text, str):
+            raise TypeError(f"{name} must be a str, got {type(text).__name__}")
+        ByteTokenizer().encode(text, name=name)  # refuses what UTF-8 cannot encode, with its place
+        lines = [line + "\n" for line in text.split("\n")]
+        lines[-1] = lines[-1][:-1]
+        encoded = self._tok.encode_batch([line for line in lines if line])
+        return np.fromiter((i for e in encoded for i in e.ids), dtype=np.int32)
+
+    def decode(self, ids: Sequence[int] | np.ndarray) -> str:
+        """The text of ``ids``; bytes that are not UTF-8 become U+FFFD."""
+        return b"".join(self._bytes[i] for i in check_ids(ids, self.vocab_size).tolist()).decode("utf-8", "replace")
+
+    def decoder(self) -> Callable[[Sequence[int]], str]:
+        """``ids -> str`` that keeps the first bytes of a character until its last one arrives."""
+        inc = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        return lambda ids: inc.decode(b"".join(self._bytes[i] for i in check_ids(ids, self.vocab_size).tolist()))
+
+    def byte_lengths(self) -> np.ndarray:
+        return np.array([len(b) for b in self._bytes], dtype=np.int64)
+
+    def default_prompt(self) -> str:
+        return "\n"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "bpe", "tokenizer_json": self._tok.to_str()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "BPETokenizer":
+        if not isinstance(data, Mapping) or data.get("type") != "bpe" or "tokenizer_json" not in data:
+            raise ValueError("a bpe tokenizer is saved with its 'tokenizer_json'")
+        try:
+            return cls(_library().Tokenizer.from_str(data["tokenizer_json"]))
+        except Exception as exc:  # the library's own exception type
+            raise ValueError(f"the saved bpe tokenizer cannot be read: {exc}") from None
+
+
+class ExtraMissing(ImportError):
+    """A feature whose optional library is not installed (the message says which extra brings it)."""
+
+
+def _library():
+    try:
+        import tokenizers
+    except ImportError:
+        raise ExtraMissing("the bpe tokenizer needs the tokenizers library: pip install 'minihyena[bpe]'") from None
+    return tokenizers
+
+
 def tokenizer_from_dict(data: Mapping[str, Any]):
     """The tokenizer a ``to_dict()`` describes (a checkpoint's or a prepared corpus's)."""
     if not isinstance(data, Mapping):
@@ -94,7 +200,9 @@ def tokenizer_from_dict(data: Mapping[str, Any]):
         return CharTokenizer.from_dict(data)
     if kind == "byte":
         return ByteTokenizer.from_dict(data)
-    raise ValueError(f"unknown tokenizer type {kind!r} (known: {', '.join(TOKENIZERS)})")
+    if kind == "bpe":
+        return BPETokenizer.from_dict(data)
+    raise ValueError(f"unknown tokenizer type {kind!r} (known: char, byte, bpe)")
 
 
 def byte_count(ids: np.ndarray, tokenizer, chunk: int = 1 << 22) -> int:
