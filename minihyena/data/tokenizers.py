@@ -99,6 +99,9 @@ class ByteTokenizer:
         return cls()
 
 
+_LINES = 8192  # lines encoded per call of the library
+
+
 def _byte_symbols() -> dict[str, int]:
     """The printable character that byte-level BPE writes for each byte value (its inverse): the printable
     Latin-1 bytes stand for themselves, the other 68 for the code points 256, 257, ... in byte order."""
@@ -129,7 +132,8 @@ class BPETokenizer:
         tok.decoder = tokenizers.decoders.ByteLevel()
         alphabet = tokenizers.pre_tokenizers.ByteLevel.alphabet()
         trainer = tokenizers.trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=alphabet, show_progress=False)
-        tok.train_from_iterator(texts, trainer=trainer)
+        lines = (line for text in texts for line in text.splitlines(keepends=True))  # far less memory than chunks
+        tok.train_from_iterator(lines, trainer=trainer)
         return cls(tok)
 
     def __len__(self) -> int:
@@ -148,8 +152,12 @@ class BPETokenizer:
         ByteTokenizer().encode(text, name=name)  # refuses what UTF-8 cannot encode, with its place
         lines = [line + "\n" for line in text.split("\n")]
         lines[-1] = lines[-1][:-1]
-        encoded = self._tok.encode_batch([line for line in lines if line])
-        return np.fromiter((i for e in encoded for i in e.ids), dtype=np.int32)
+        lines = [line for line in lines if line]
+        parts = [np.zeros(0, dtype=np.int32)]
+        for i in range(0, len(lines), _LINES):  # a batch at a time: each line's Encoding object is large
+            encoded = self._tok.encode_batch(lines[i:i + _LINES])
+            parts.append(np.fromiter((j for e in encoded for j in e.ids), dtype=np.int32))
+        return np.concatenate(parts)
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
         """The text of ``ids``; bytes that are not UTF-8 become U+FFFD."""
