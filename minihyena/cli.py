@@ -17,10 +17,11 @@ from .nn.model import MIXERS
 
 # Settable from the command line: dest -> (flag, type, help). Defaults come from TrainConfig.
 _TRAIN_FLAGS = {
-    "data": ("--data", path, "UTF-8 text file to train on (default: the bundled Shakespeare corpus)"),
+    "data": ("--data", path, "UTF-8 text file to train on (prepared once into .minihyena-data/ beside --out), or a "
+                             "folder made by minihyena prepare (default: the bundled Shakespeare corpus)"),
     "out": ("--out", path, "folder for the checkpoint and history (default: out)"),
     "max_iters": ("--max-iters", COUNT, "total optimiser steps"),
-    "seq_len": ("--seq-len", COUNT, "characters per training window"),
+    "seq_len": ("--seq-len", COUNT, "tokens (characters with the default tokenizer) per training window"),
     "batch_size": ("--batch-size", COUNT, "windows per step and process (global batch: processes x this)"),
     "lr": ("--lr", POSITIVE, "peak learning rate (> 0)"),
     "min_lr": ("--min-lr", number(0.0), "final learning rate of the cosine schedule (>= 0)"),
@@ -116,6 +117,7 @@ def _train(args) -> int:
 
 def _sample(args) -> int:
     from .checkpoint import load_model
+    from .data.text import CharTokenizer
     from .generate import check_sampling, generate, refill_length
     from .messages import plural
     from .progress import Progress
@@ -127,10 +129,11 @@ def _sample(args) -> int:
     ids = tokenizer.encode(prompt, name="prompt")
     l_max = model.config.l_max
     if len(ids) + args.max_new_tokens > l_max:
-        window = (f"the last {l_max} characters" if args.no_cache else
-                  f"the most recent {refill_length(l_max)} to {l_max} characters (the cache is refilled as it fills up)")
-        print(f"minihyena: note: the prompt and {plural(args.max_new_tokens, 'new character')} are more than the "
-              f"model's l_max = {l_max}; each new character is predicted from {window}", file=sys.stderr)
+        unit = "character" if isinstance(tokenizer, CharTokenizer) else "token"
+        window = (f"the last {l_max} {unit}s" if args.no_cache else
+                  f"the most recent {refill_length(l_max)} to {l_max} {unit}s (the cache is refilled as it fills up)")
+        print(f"minihyena: note: the prompt and {plural(args.max_new_tokens, 'new ' + unit)} are more than the "
+              f"model's l_max = {l_max}; each new {unit} is predicted from {window}", file=sys.stderr)
     if len(ids) > l_max:
         ids = ids[-l_max:]
     # Stream the text as it is drawn; when stdout is not a terminal, show progress on stderr instead.
@@ -199,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="minihyena", description="Hyena language models from scratch in NumPy.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train a character-level Hyena LM, then print a sample")
+    t = sub.add_parser("train", help="train a Hyena LM (or a GPT) on text, then print a sample")
     for dest, (flag, typ, text) in {**_TRAIN_FLAGS, **_MODEL_FLAGS}.items():
         t.add_argument(flag, dest=dest, type=typ, default=None, help=text)
     t.add_argument("--resume", action="store_true", help="continue the run saved in --out")
@@ -209,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start a new run from the weights (and tokenizer) of this checkpoint, e.g. to fine-tune an "
                         "imported or finished model on new text; the optimiser starts fresh")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
-    t.add_argument("--sample-tokens", type=NON_NEGATIVE, default=300, help="characters to sample at the end (0: none)")
+    t.add_argument("--sample-tokens", type=NON_NEGATIVE, default=300, help="tokens to sample at the end (0: none)")
     t.add_argument("--prompt", default="", help="prompt of the final sample")
     t.set_defaults(func=_train)
 

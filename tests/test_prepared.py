@@ -279,3 +279,18 @@ def test_bpe_without_its_library_says_which_extra_to_install(prepared):
             "sys.exit(main(['prepare', '--data', 'my.txt', '--out', 'b', '--tokenizer', 'bpe:300']))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=prepared, capture_output=True, text=True, timeout=60)
     assert_clean_error(proc, "needs the tokenizers library", "minihyena[bpe]")
+
+
+@pytest.mark.parametrize("spec", ["byte", "bpe:300"])
+def test_export_and_import_keep_the_tokenizer(prepared, spec):
+    pytest.importorskip("safetensors")
+    if spec.startswith("bpe"):
+        pytest.importorskip("tokenizers")
+    assert cli("prepare", "--data", "my.txt", "--out", "d", "--tokenizer", spec, cwd=prepared).returncode == 0
+    assert _train(prepared, "d").returncode == 0
+    assert cli("export-weights", "run", "w.safetensors", cwd=prepared).returncode == 0
+    imported = cli("import-weights", "w.safetensors", "--out", "imp.npz", cwd=prepared)
+    assert imported.returncode == 0, imported.stderr
+    samples = [cli("sample", "--checkpoint", ckpt, "--prompt", "caf\u00e9", "--max-new-tokens", "12", "--seed", "3",
+                   cwd=prepared) for ckpt in ("run", "imp.npz")]
+    assert samples[0].returncode == 0 and samples[0].stdout == samples[1].stdout, samples[1].stderr
