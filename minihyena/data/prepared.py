@@ -127,7 +127,9 @@ def prepare_corpus(paths: Sequence[str | os.PathLike], out: str | os.PathLike, t
     """Tokenize the files ``paths`` (joined in order) into the folder ``out``; returns its meta.
 
     ``tokenizer``: ``char``, ``byte`` or ``bpe:N``. ``progress(done, total)`` is called with bytes read
-    (``char`` and ``bpe`` read the corpus twice, first for the vocabulary: ``total`` counts both passes). A folder that already holds a prepared corpus is refused unless ``force``.
+    (``char`` and ``bpe`` read the corpus twice, first for the vocabulary: ``total`` counts both passes).
+    A folder that already holds a prepared corpus is refused unless ``force``; the token file is written
+    to a temporary file and renamed into place, then ``meta.json``.
     """
     spec = tokenizer_spec(tokenizer)
     paths = check_sources(paths)
@@ -161,9 +163,7 @@ def prepare_corpus(paths: Sequence[str | os.PathLike], out: str | os.PathLike, t
         chunks = _whole_lines(_joined(paths, on_bytes))
     dtype = dtype_for(tok.vocab_size)
     out.mkdir(parents=True, exist_ok=True)
-    counts = {"tokens": 0, "bytes": 0}
-
-    names = ", ".join(map(str, paths))
+    counts, names = {"tokens": 0, "bytes": 0}, ", ".join(map(str, paths))
 
     def write(tmp: str) -> None:
         blank = True
