@@ -150,18 +150,23 @@ def plot_solve(data: dict, out: str, acc: float) -> None:
                     hit = first_reach(r, acc)
                     t = hit["seconds"] if hit else r["seconds"]
                     times.append(t if hit else float("inf"))
-                    ax.plot(L, t, "o" if hit else "^", color=f"C{k}", mfc=f"C{k}" if hit else "none", ms=6)
+                    x = L * (1 + 0.05 * (k - (len(mixers) - 1) / 2))  # mixers side by side, not on top
+                    ax.plot(x, t, "o" if hit else "^", color=f"C{k}", mfc=f"C{k}" if hit else "none", ms=6)
                 med = float(np.median(times))
                 medians.append(med if np.isfinite(med) else np.nan)
             ax.plot(lengths, medians, "-", color=f"C{k}", label=f"{mixer} (median)")
-        ax.plot([], [], "^", color="gray", mfc="none", label=f"not at {100 * acc:g}% within its budget")
+        ax.plot([], [], "^", color="gray", mfc="none", label=f"not at {100 * acc:g}% within its budget (plotted at it)")
+        cap = data["settings"].get("time_limit")
+        if cap:
+            ax.axhline(cap, color="gray", ls=":", lw=1, label=f"budget: {cap:g} s")
         ax.set(xscale="log", yscale="log", title=f"vocabulary {vocab}", xlabel="sequence length L",
                ylabel=f"training seconds to {100 * acc:g}% ({clock} clock)")
         ax.set_xticks(sorted({r["seq_len"] for r in runs}), [str(L) for L in sorted({r["seq_len"] for r in runs})])
         ax.minorticks_off()
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))  # room for the legend below the panels
     fig.savefig(out, dpi=110)
 
 
