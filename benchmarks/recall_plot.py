@@ -109,20 +109,21 @@ def first_reach(run: dict, acc: float) -> dict | None:
 
 
 def solve_table(runs: list[dict], acc: float) -> str:
-    """Markdown: per (vocabulary, length, mixer, lr), how many seeds reached ``acc`` and when."""
+    """Markdown, six columns: per (vocabulary, length, mixer, lr), how many seeds reached ``acc``, when
+    (training seconds and steps, per seed), how long each trained, and its final accuracy."""
     groups: dict[tuple, list[dict]] = {}
     for r in runs:
         groups.setdefault((r["vocab_size"], r["seq_len"], r["mixer"], r["lr"]), []).append(r)
-    lines = [f"| vocab | L | mixer | lr | seeds at {100 * acc:g}% | steps to {100 * acc:g}% | seconds to {100 * acc:g}% "
-             "| trained (steps, seconds) | final accuracy |", "|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+    pct = f"{100 * acc:g}%"
+    lines = [f"| vocab, L | mixer, lr | seeds at {pct} | to {pct}: seconds (steps) | trained: seconds (steps) "
+             "| final accuracy |", "|---|---|---:|---:|---:|---:|"]
     for (vocab, L, mixer, lr), rs in sorted(groups.items(), key=lambda kv: kv[0][:2]):  # mixers in run order
         hits = [first_reach(r, acc) for r in rs]
-        steps = ", ".join(str(h["step"]) if h else "-" for h in hits)
-        secs = ", ".join(f"{h['seconds']:.0f}" if h else "-" for h in hits)
-        budget = ", ".join(f"({r['steps']}, {r['seconds']:.0f})" for r in rs)
+        reach = ", ".join(f"{h['seconds']:,.0f} ({h['step']:,})" if h else "-" for h in hits)
+        budget = ", ".join(f"{r['seconds']:,.0f} ({r['steps']:,})" for r in rs)
         final = ", ".join(f"{100 * r['accuracy']:.1f}%" for r in rs)
-        lines.append(f"| {vocab} | {L} | {mixer} | {lr:g} | {sum(h is not None for h in hits)} of {len(rs)} "
-                     f"| {steps} | {secs} | {budget} | {final} |")
+        lines.append(f"| {vocab}, {L} | {mixer}, {lr:g} | {sum(h is not None for h in hits)} of {len(rs)} "
+                     f"| {reach} | {budget} | {final} |")
     return "\n".join(lines)
 
 

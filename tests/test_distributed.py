@@ -317,3 +317,19 @@ def test_ranks_sharing_a_machine_get_a_share_of_its_cores():
     chosen = subprocess.run([sys.executable, "-c", code], env={**bare, "OMP_NUM_THREADS": "1"}, capture_output=True,
                             text=True, timeout=60)
     assert chosen.stdout.splitlines()[0] == "None"  # the user's choice stands
+
+
+@pytest.mark.parametrize("spec", ["byte", "bpe:300"])
+def test_mpiexec_trains_on_a_prepared_folder_of_each_tokenizer(text_file, tmp_path, spec):
+    if spec.startswith("bpe"):
+        pytest.importorskip("tokenizers")
+    assert cli("prepare", "--data", text_file, "--out", "data", "--tokenizer", spec, cwd=tmp_path).returncode == 0
+    proc = mpirun("-m", "minihyena", "train", "--data", "data", "--out", "run", *SMALL, "--sample-tokens", "5",
+                  cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "2 processes x batch 2 x 16" in proc.stdout and proc.stdout.count("bits per byte), saved") == 2
+    meta = load_checkpoint(tmp_path / "run")[1]
+    assert meta["tokenizer"]["type"] == spec.split(":")[0] and meta["train_state"]["world_size"] == 2
+    resumed = mpirun("-m", "minihyena", "train", "--resume", "--out", "run", "--max-iters", "6", "--no-progress",
+                     "--sample-tokens", "0", cwd=tmp_path)
+    assert resumed.returncode == 0 and "finished 6 steps" in resumed.stdout, resumed.stderr
