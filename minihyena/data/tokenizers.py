@@ -40,6 +40,24 @@ def tokenizer_spec(text: str) -> str:
     raise ValueError(f"unknown tokenizer {text!r}: use char, byte or bpe:N (N from 257 to 1,000,000, e.g. bpe:4096)")
 
 
+def _utf8(text: str, name: str) -> bytes:
+    """The UTF-8 encoding of ``text``; a non-str or a lone surrogate is an error naming ``name``."""
+    if not isinstance(text, str):
+        raise TypeError(f"{name} must be a str, got {type(text).__name__}")
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as err:  # a lone surrogate, which no UTF-8 text holds
+        raise ValueError(f"{name} holds {text[err.start]!r} at character {err.start}, "
+                         "which UTF-8 cannot encode") from None
+
+
+def _streaming(to_bytes: Callable[[Sequence[int]], bytes]) -> Callable[[Sequence[int]], str]:
+    """``ids -> str`` over ids that stand for bytes: a character cut between calls waits for its last byte;
+    invalid UTF-8 becomes U+FFFD."""
+    inc = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    return lambda ids: inc.decode(to_bytes(ids))
+
+
 class ByteTokenizer:
     """Ids are the bytes of the text's UTF-8 encoding: ``vocab_size`` 256, nothing unknown.
 
@@ -59,14 +77,7 @@ class ByteTokenizer:
 
     def encode(self, text: str, *, name: str = "text") -> np.ndarray:
         """The UTF-8 bytes of ``text`` as a 1-D ``int32`` array."""
-        if not isinstance(text, str):
-            raise TypeError(f"{name} must be a str, got {type(text).__name__}")
-        try:
-            raw = text.encode("utf-8")
-        except UnicodeEncodeError as err:  # a lone surrogate, which no UTF-8 text holds
-            raise ValueError(f"{name} holds {text[err.start]!r} at character {err.start}, "
-                             "which UTF-8 cannot encode") from None
-        return np.frombuffer(raw, dtype=np.uint8).astype(np.int32)
+        return np.frombuffer(_utf8(text, name), dtype=np.uint8).astype(np.int32)
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
         """The text of a 1-D sequence of byte ids; invalid UTF-8 becomes U+FFFD."""
@@ -75,12 +86,7 @@ class ByteTokenizer:
 
     def decoder(self) -> Callable[[Sequence[int]], str]:
         """``ids -> str`` that keeps the first bytes of a character until its last one arrives."""
-        inc = codecs.getincrementaldecoder("utf-8")(errors="replace")
-
-        def decode(ids):
-            return inc.decode(check_ids(ids, self.vocab_size).astype(np.uint8).tobytes())
-
-        return decode
+        return _streaming(lambda ids: check_ids(ids, self.vocab_size).astype(np.uint8).tobytes())
 
     def byte_lengths(self) -> np.ndarray:
         """Each id is one byte."""
@@ -147,9 +153,7 @@ class BPETokenizer:
 
     def encode(self, text: str, *, name: str = "text") -> np.ndarray:
         """The ids of ``text``, encoded line by line (in parallel threads) as a 1-D ``int32`` array."""
-        if not isinstance(text, str):
-            raise TypeError(f"{name} must be a str, got {type(text).__name__}")
-        ByteTokenizer().encode(text, name=name)  # refuses what UTF-8 cannot encode, with its place
+        _utf8(text, name)  # refuses what UTF-8 cannot encode, with its place
         lines = [line + "\n" for line in text.split("\n")]
         lines[-1] = lines[-1][:-1]
         lines = [line for line in lines if line]
@@ -165,8 +169,7 @@ class BPETokenizer:
 
     def decoder(self) -> Callable[[Sequence[int]], str]:
         """``ids -> str`` that keeps the first bytes of a character until its last one arrives."""
-        inc = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        return lambda ids: inc.decode(b"".join(self._bytes[i] for i in check_ids(ids, self.vocab_size).tolist()))
+        return _streaming(lambda ids: b"".join(self._bytes[i] for i in check_ids(ids, self.vocab_size).tolist()))
 
     def byte_lengths(self) -> np.ndarray:
         return np.array([len(b) for b in self._bytes], dtype=np.int64)
