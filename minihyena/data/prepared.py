@@ -111,11 +111,8 @@ def _joined(paths: Sequence[Path], on_bytes, digests=None) -> Iterator[str]:
 def _alphabet(paths: Sequence[Path], on_bytes, digests) -> CharTokenizer:
     """Pass 1 of ``char``: the sorted set of characters of every file (and each file's hash)."""
     seen = np.zeros(0x110000, dtype=bool)
-    for path, digest in zip(paths, digests):
-        for text in iter_text(path, on_bytes=on_bytes, digest=digest):
-            seen[code_points(text)] = True
-    if len(paths) > 1:
-        seen[ord("\n")] = True  # it may join two files
+    for text in _joined(paths, on_bytes, digests):  # the text pass 2 encodes, newlines joining files included
+        seen[code_points(text)] = True
     codes = np.flatnonzero(seen)
     if codes.size == 0:
         raise ValueError(f"{', '.join(map(str, paths))} is empty (it has no text besides whitespace)")
