@@ -49,8 +49,10 @@ _MODEL_FLAGS = {
 
 def _threads(backend, show: bool = True, stream=None) -> None:
     """Choose the thread pools for ``backend`` before any kernel runs, and say what was chosen (if anything)."""
+    from .backends import keep_freed_memory
     from .backends.threads import UNCHANGED, configure_threads
 
+    keep_freed_memory()  # no page faults on each step's arrays (see minihyena.backends.allocator)
     line = configure_threads(backend)
     if show and not line.endswith(UNCHANGED):
         print(line, file=stream or sys.stdout, flush=True)

@@ -347,3 +347,40 @@ def test_fft_workers_are_refused_where_they_mean_nothing():
         pytest.skip("numba is not installed")
     with pytest.raises(ValueError, match="applies to the numpy backend; backend 'numba'"):
         backends.configure_threads("numba", fft_workers=2)
+
+
+_ALLOCATION_ROUNDS = r"""
+import resource, sys
+import numpy as np
+from minihyena.backends import keep_freed_memory
+kept = keep_freed_memory() if sys.argv[1] == "keep" else None
+def step():  # arrays of a few MB, of several sizes, freed together: as in a train step
+    arrays = [np.ones(n << 20, dtype=np.float32) for n in (1, 3, 1, 4, 2, 5)]
+    del arrays
+for _ in range(2):
+    step()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(5):
+    step()
+print(kept, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 5)
+"""
+
+
+def _faults_per_round(*args, env=None):
+    out = subprocess.run([sys.executable, "-c", _ALLOCATION_ROUNDS, *args], capture_output=True, text=True,
+                         check=True, env=env).stdout.split()
+    return out[0], float(out[1])
+
+
+def test_keep_freed_memory_reuses_freed_arrays_without_page_faults():
+    kept, faults = _faults_per_round("keep")
+    if kept != "True":
+        pytest.skip("keep_freed_memory has no effect here (not glibc)")
+    _, faults_default = _faults_per_round("default")
+    assert faults_default > 500, "malloc's defaults are expected to map fresh pages on every round"
+    assert faults < 50, f"{faults} page faults per round after keep_freed_memory()"
+
+
+def test_keep_freed_memory_leaves_malloc_settings_of_the_user_alone():
+    kept, _ = _faults_per_round("keep", env=dict(os.environ, MALLOC_TRIM_THRESHOLD_="131072"))
+    assert kept == "False"

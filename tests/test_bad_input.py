@@ -57,6 +57,17 @@ CASES = {
         ValueError,
         r"linear: x has shape \(2, 5\) but weight \(3, 4\) expects last axis 4",
     ),
+    "linear_swap_in_features": (
+        lambda: F.linear_swap(f(2, 5, 3), f(3, 4)),
+        ValueError,
+        r"linear_swap: x must have shape \(batch, length, in\) with in = 4 for weight \(3, 4\), got \(2, 5, 3\)",
+    ),
+    "linear_swap_from_channels": (
+        lambda: F.linear_swap(f(2, 5, 4), f(3, 4), to_channels=False),
+        ValueError,
+        r"linear_swap: x must have shape \(batch, in, length\) with in = 4 .*got \(2, 5, 4\)",
+    ),
+    "linear_swap_bias": (lambda: F.linear_swap(f(2, 5, 4), f(3, 4), f(4)), ValueError, r"bias must have shape \(3,\)"),
     "linear_weight_ndim": (lambda: F.linear(f(2, 4), f(4)), ValueError, r"weight must be 2-D .*\(4,\)"),
     "linear_bias": (lambda: F.linear(f(2, 4), f(3, 4), f(4)), ValueError, r"bias must have shape \(3,\).*\(3, 4\).*\(4,\)"),
     "linear_int_x": (lambda: F.linear(i(2, 4), f(3, 4)), TypeError, r"linear: x must be a floating.*int64"),

@@ -88,6 +88,20 @@ def test_linear(rng, x_shape):
     np.testing.assert_allclose(y, ref, **TOL)
 
 
+@pytest.mark.parametrize("to_channels", [True, False])
+def test_linear_swap_is_linear_with_the_last_two_axes_swapped(rng, to_channels):
+    w, bias = rng.standard_normal((3, 4)), rng.standard_normal(3)
+    if to_channels:  # (B, L, in) -> (B, out, L)
+        x = rng.standard_normal((2, 5, 4))
+        ref = F.linear(t64(x), t64(w), t64(bias)).numpy().swapaxes(1, 2)
+    else:  # (B, in, L) -> (B, L, out)
+        x = rng.standard_normal((2, 4, 5))
+        ref = F.linear(t64(x.swapaxes(1, 2).copy()), t64(w), t64(bias)).numpy()
+    y = F.linear_swap(t64(x), t64(w), t64(bias), to_channels=to_channels).numpy()
+    assert y.shape == ref.shape
+    np.testing.assert_allclose(y, ref, **TOL)
+
+
 @pytest.mark.parametrize("a_shape, b_shape", [((3, 4), (4, 5)), ((2, 3, 4), (4, 5)), ((1, 3, 4), (2, 4, 2))])
 def test_matmul(rng, a_shape, b_shape):
     a, b = rng.standard_normal(a_shape), rng.standard_normal(b_shape)

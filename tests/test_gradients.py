@@ -99,6 +99,15 @@ def test_linear(leaf, x_shape, with_bias):
     gradcheck(F.linear, args, name="linear")
 
 
+@pytest.mark.parametrize("B", [1, 3])
+@pytest.mark.parametrize("to_channels", [True, False])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_linear_swap(leaf, B, to_channels, with_bias):
+    x = leaf(B, 5, 4) if to_channels else leaf(B, 4, 5)  # (B, L, in) or (B, in, L)
+    args = [x, leaf(3, 4), leaf(3) if with_bias else None]  # weight (out, in), bias (out,)
+    gradcheck(lambda x, w, b: F.linear_swap(x, w, b, to_channels=to_channels), args, name="linear_swap")
+
+
 @pytest.mark.parametrize(
     "a_shape, b_shape",
     [((3, 4), (4, 5)), ((2, 3, 4), (4, 5)), ((1, 3, 4), (2, 4, 2)), ((2, 3, 4), (2, 4, 5)), ((3, 1), (1, 3))],

@@ -25,6 +25,7 @@ import difflib
 import importlib
 import os
 
+from .allocator import keep_freed_memory
 from .base import Backend, BackendUnavailableError
 from .threads import configure_threads
 
@@ -32,6 +33,7 @@ __all__ = [
     "Backend",
     "BackendUnavailableError",
     "available_backends",
+    "keep_freed_memory",
     "configure_threads",
     "get_backend",
     "known_backends",

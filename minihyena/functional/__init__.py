@@ -8,7 +8,7 @@ gradients then follow.
 from .attention import CausalAttention, causal_attention
 from .conv import FFTConv, ShortConv, fftconv, short_conv
 from .elementwise import GELU, Add, Div, Dropout, Exp, Mul, Sin, Sub, add, div, dropout, exp, gelu, mul, sin, sub
-from .linear import Embedding, Linear, MatMul, embedding, linear, matmul
+from .linear import Embedding, Linear, LinearSwap, MatMul, embedding, linear, linear_swap, matmul
 from .norm import CrossEntropy, LayerNorm, Softmax, cross_entropy, layer_norm, softmax
 from .shape import (
     Concatenate,
@@ -29,11 +29,11 @@ from .shape import (
 
 __all__ = [
     "add", "sub", "mul", "div", "exp", "sin", "gelu", "dropout",
-    "matmul", "linear", "embedding",
+    "matmul", "linear", "linear_swap", "embedding",
     "fftconv", "short_conv", "causal_attention",
     "layer_norm", "softmax", "cross_entropy",
     "reshape", "transpose", "swapaxes", "getitem", "split", "concatenate", "sum", "mean",
-    "Add", "Sub", "Mul", "Div", "Exp", "Sin", "GELU", "Dropout", "MatMul", "Linear", "Embedding",
+    "Add", "Sub", "Mul", "Div", "Exp", "Sin", "GELU", "Dropout", "MatMul", "Linear", "LinearSwap", "Embedding",
     "FFTConv", "ShortConv", "CausalAttention", "LayerNorm", "Softmax", "CrossEntropy",
     "Reshape", "Transpose", "GetItem", "Split", "Concatenate", "Sum",
 ]

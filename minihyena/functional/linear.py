@@ -60,16 +60,17 @@ class Linear(Function):
     @staticmethod
     def forward(ctx, x, weight, bias):
         ctx.save_for_backward(x, weight)
-        y = x @ weight.T  # (..., out)
+        x2 = x.reshape(-1, x.shape[-1])  # (rows, in): one matrix product, not one per leading index
+        y = x2 @ weight.T  # (rows, out)
         if bias is not None:
             y += bias
-        return y
+        return y.reshape(x.shape[:-1] + (weight.shape[0],))  # (..., out)
 
     @staticmethod
     def backward(ctx, g):
         x, weight = ctx.saved
-        gx = g @ weight if ctx.needs_input_grad[0] else None  # (..., in)
         g2 = g.reshape(-1, g.shape[-1])  # (rows, out)
+        gx = (g2 @ weight).reshape(x.shape) if ctx.needs_input_grad[0] else None  # (rows, in) -> (..., in)
         gw = g2.T @ x.reshape(-1, x.shape[-1]) if ctx.needs_input_grad[1] else None  # (out, in)
         gb = g2.sum(axis=0) if ctx.needs_input_grad[2] else None  # (out,)
         return gx, gw, gb
@@ -89,6 +90,69 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         if bias.shape != (weight.shape[0],):
             raise ValueError(f"linear: bias must have shape ({weight.shape[0]},) for weight {weight.shape}, got {bias.shape}")
     return Linear.apply(x, weight, bias)
+
+
+class LinearSwap(Function):
+    r"""A linear map with channels first on one side, the swap of the last two axes folded into the products:
+
+    * ``to_channels``: u (B, L, in) -> z (B, out, L), $z_{b,:,t} = W u_{b,t,:} + \beta$ (the Hyena
+      operator's in-projection: its convolutions run along L with channels first);
+    * else: y (B, in, L) -> o (B, L, out), $o_{b,t,:} = W y_{b,:,t} + \beta$ (its out-projection).
+
+    Equal to ``linear`` then ``swapaxes(-1, -2)`` (or the reverse), without a transposed copy: BLAS reads
+    a swapped operand in place. Backward with upstream $g$ in the output's layout:
+
+    * to_channels: $\partial u_b = g_b^\top W$, $\partial W = \sum_b g_b u_b$, $\partial \beta = \sum_{b,t} g_{b,:,t}$
+    * from channels: $\partial y_b = W^\top g_b^\top$, $\partial W = \sum_b g_b^\top y_b^\top$,
+      $\partial \beta = \sum_{b,t} g_{b,t,:}$
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, to_channels):
+        ctx.save_for_backward(x, weight)
+        ctx.to_channels = to_channels
+        if to_channels:
+            y = weight @ _swap_last(x)  # (out, in) @ (B, in, L) -> (B, out, L)
+            if bias is not None:
+                y += bias[:, None]
+        else:
+            y = _swap_last(x) @ weight.T  # (B, L, in) @ (in, out) -> (B, L, out)
+            if bias is not None:
+                y += bias
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, weight = ctx.saved
+        want_x, want_w, want_b = ctx.needs_input_grad[:3]
+        if ctx.to_channels:  # g (B, out, L), x (B, L, in)
+            gx = _swap_last(g) @ weight if want_x else None  # (B, L, out) @ (out, in) -> (B, L, in)
+            gw = (g @ x).sum(axis=0) if want_w else None  # (B, out, L) @ (B, L, in) -> (B, out, in) -> (out, in)
+            gb = g.sum(axis=(0, 2)) if want_b else None  # (out,)
+        else:  # g (B, L, out), x (B, in, L)
+            gx = weight.T @ _swap_last(g) if want_x else None  # (in, out) @ (B, out, L) -> (B, in, L)
+            gw = _swap_last((x @ g).sum(axis=0)) if want_w else None  # (B, in, L) @ (B, L, out) -> (in, out) -> (out, in)
+            gb = g.reshape(-1, g.shape[-1]).sum(axis=0) if want_b else None  # (out,)
+        return gx, gw, gb
+
+
+def linear_swap(x: Tensor, weight: Tensor, bias: Tensor | None = None, to_channels: bool = True) -> Tensor:
+    """``linear`` with the last two axes swapped on one side (see :class:`LinearSwap`):
+    (B, L, in) -> (B, out, L) if ``to_channels``, else (B, in, L) -> (B, L, out)."""
+    check_float("linear_swap", "x", x)
+    check_float("linear_swap", "weight", weight)
+    check_same_float("linear_swap", x=x, weight=weight, bias=bias)
+    if weight.ndim != 2:
+        raise ValueError(f"linear_swap: weight must be 2-D (out, in), got shape {weight.shape}")
+    axis, want = (-1, "(batch, length, in)") if to_channels else (-2, "(batch, in, length)")
+    if x.ndim != 3 or x.shape[axis] != weight.shape[1]:
+        raise ValueError(f"linear_swap: x must have shape {want} with in = {weight.shape[1]} for weight {weight.shape}, "
+                         f"got {x.shape}")
+    if bias is not None:
+        check_float("linear_swap", "bias", bias)
+        if bias.shape != (weight.shape[0],):
+            raise ValueError(f"linear_swap: bias must have shape ({weight.shape[0]},) for weight {weight.shape}, got {bias.shape}")
+    return LinearSwap.apply(x, weight, bias, to_channels)
 
 
 class Embedding(Function):

@@ -109,7 +109,7 @@ class HyenaOperator(Module):
         B, L, D = u.shape
         if state is not None:
             state.begin_prefill(B, L)
-        z = self.in_proj(u).transpose(0, 2, 1)  # (B, L, (N+1)D) -> (B, (N+1)D, L)
+        z = F.linear_swap(u, self.in_proj.weight, self.in_proj.bias)  # (B, L, D) -> (B, (N+1)D, L)
         if state is not None:
             self.short_filter.fill_tail(z.data, state.tail)
         z = self.short_filter(z)  # (B, (N+1)D, L)
@@ -123,13 +123,13 @@ class HyenaOperator(Module):
         if not self.gating:  # ablation: a plain stack of long convolutions
             for o in range(self.order - 1):
                 z = long_conv(o, self.drop(z))  # (B, D, L)
-            return self.out_proj(z.transpose(0, 2, 1))
+            return F.linear_swap(z, self.out_proj.weight, self.out_proj.bias, to_channels=False)  # (B, L, D)
         *x, v = F.split(z, self.order + 1, axis=1)  # N gates and the value, each (B, D, L)
         for o in range(self.order - 1):
             v = self.drop(v * x[self.order - 1 - o])  # gate first: (B, D, L)
             v = long_conv(o, v)  # long convolution: (B, D, L)
-        y = (v * x[0]).transpose(0, 2, 1)  # (B, D, L) -> (B, L, D)
-        return self.out_proj(y)
+        y = v * x[0]  # (B, D, L)
+        return F.linear_swap(y, self.out_proj.weight, self.out_proj.bias, to_channels=False)  # (B, D, L) -> (B, L, D)
 
     def step(self, u: Tensor, state: HyenaState) -> Tensor:
         """Decode one position t = ``state.t``: u (B, D) -> y (B, D), equal to ``forward`` at position t
