@@ -57,17 +57,17 @@ def jit(fn=None, **options):
 
 # ---------------------------------------------------------------------------- causal FIR filters (direct sums)
 @jit(parallel=True, fastmath=_FAST)
-def fir(u, h, y):
-    """y[b,c,t] = sum_s h[c,s] u[b,c,t-s] (s < K, t-s >= 0), one axpy per lag s, rows in parallel.
+def fir(u, h, bias, y):
+    """y[b,c,t] = bias[c] + sum_s h[c,s] u[b,c,t-s] (s < K, t-s >= 0), one axpy per lag s, rows in parallel.
 
-    The long convolution's direct path (K = L taps) and the short convolution (K taps, reversed) both."""
+    The long convolution's direct path (K = L taps, bias 0) and the short convolution (K taps, reversed)."""
     B, C, L = u.shape
     K = h.shape[1]
     for r in prange(B * C):
         ur = u[r // C, r % C]
         hr = h[r % C]
         yr = y[r // C, r % C]
-        yr[:] = 0
+        yr[:] = bias[r % C]
         for s in range(min(K, L)):
             hs = hr[s]
             ys = yr[s:]
@@ -76,20 +76,24 @@ def fir(u, h, y):
 
 
 @jit(parallel=True, fastmath=_FAST)
-def fir_xcorr(g, h, u, a, bh):
+def fir_xcorr(g, h, u, a, bh, gsum):
     """The FIR's backward correlations: a[b,c,t] = sum_s h[c,s] g[b,c,t+s];
-    bh[c,s] = sum_b sum_t g[b,c,t+s] u[b,c,t]. Parallel over channels, so each bh[c] has one writer."""
+    bh[c,s] = sum_b sum_t g[b,c,t+s] u[b,c,t]; and the bias gradient gsum[c] = sum_b sum_t g[b,c,t].
+    Parallel over channels, so each bh[c] and gsum[c] has one writer."""
     B, C, L = u.shape
     K = h.shape[1]
     for c in prange(C):
         hr = h[c]
         bc = bh[c]
         bc[:] = 0
+        total = gsum[c] * 0
         for b in range(B):
             gr = g[b, c]
             ur = u[b, c]
             ar = a[b, c]
             ar[:] = 0
+            for t in range(L):
+                total += gr[t]
             for s in range(min(K, L)):
                 hs = hr[s]
                 gs = gr[s:]
@@ -98,6 +102,7 @@ def fir_xcorr(g, h, u, a, bh):
                     ar[t] += hs * gs[t]
                     acc += gs[t] * ur[t]
                 bc[s] += acc
+        gsum[c] = total
 
 
 # ---------------------------------------------------------------------------- long causal convolution, FFT

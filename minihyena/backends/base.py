@@ -156,21 +156,24 @@ class Backend:
         return None
 
     causal_conv = None
-    r"""``causal_conv(u, k) -> (y, state)``: $y_t = \sum_{s \le t} k_s u_{t-s}$, the FFT convolution's forward
-    without its skip term. u (B, D, L), k (D, L) -> y (B, D, L), dtype of u; ``state`` is a
-    :class:`~minihyena.functional.conv.ConvSpectra` (an FFT path) or a
-    :class:`~minihyena.functional.conv.ConvInputs` (a direct path), which the op keeps for the backward."""
+    r"""``causal_conv(u, k, skip) -> (y, state)``: $y_t = \sum_{s \le t} k_s u_{t-s} + D u_t$, the FFT
+    convolution's forward with its skip term (``skip`` D may be None). u (B, D, L), k (D, L), skip (D,) ->
+    y (B, D, L), C-contiguous, dtype of u; ``state`` is a :class:`~minihyena.functional.conv.ConvSpectra`
+    (an FFT path) or a :class:`~minihyena.functional.conv.ConvInputs` (a direct path), which the op keeps
+    for the backward."""
 
     causal_xcorr = None
-    r"""``causal_xcorr(g, state) -> (a, b)`` for either kind of state, the correlations of the FFT convolution's backward:
-    $a_t = \sum_{s \ge t} g_s k_{s-t}$ (B, D, L) and $b_j = \sum_{\text{batch}} \sum_{s \ge j} g_s u_{s-j}$ (D, L)."""
+    r"""``causal_xcorr(g, state) -> (a, b)`` for either kind of state from ``causal_conv``, the correlations of
+    the FFT convolution's backward: $a_t = \sum_{s \ge t} g_s k_{s-t} + D g_t$ (B, D, L) and
+    $b_j = \sum_{\text{batch}} \sum_{s \ge j} g_s u_{s-j}$ (D, L), whose $b_0$ is also $\partial D$."""
 
     short_conv = None
-    r"""``short_conv(z, w) -> y``: $y_{c,t} = \sum_j w_{c,j} z_{c,t-(K-1)+j}$. z (B, C, L), w (C, K) -> (B, C, L)."""
+    r"""``short_conv(z, w, bias) -> y``: $y_{c,t} = \beta_c + \sum_j w_{c,j} z_{c,t-(K-1)+j}$ (``bias`` $\beta$ may
+    be None). z (B, C, L), w (C, K), bias (C,) -> (B, C, L)."""
 
     short_conv_xcorr = None
-    r"""``short_conv_xcorr(g, w, z) -> (a, b)``: $a_{c,t} = \sum_j w_{c,j} g_{c,t+(K-1)-j}$ (B, C, L),
-    $b_{c,j} = \sum_{b,t} g_{c,t} z_{c,t-(K-1)+j}$ (C, K)."""
+    r"""``short_conv_xcorr(g, w, z) -> (a, b, s)``: $a_{c,t} = \sum_j w_{c,j} g_{c,t+(K-1)-j}$ (B, C, L),
+    $b_{c,j} = \sum_{b,t} g_{c,t} z_{c,t-(K-1)+j}$ (C, K) and $s_c = \sum_{b,t} g_{c,t}$ (C,), the bias gradient."""
 
     gelu = None
     """``gelu(x) -> (y, t)``: GELU's forward and ``t = tanh(s)``, as in :class:`~minihyena.functional.GELU`."""

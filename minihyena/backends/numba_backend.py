@@ -87,15 +87,22 @@ class NumbaBackend(NumpyBackend):
         return None
 
     # ------------------------------------------------------------------ long causal convolution
-    def causal_conv(self, u, k):
+    def causal_conv(self, u, k, skip):
         """Direct O(L^2) FIR up to ``direct_max_len``, else per-row FFTs inside the compiled loop (keeping
-        the spectra for the backward). ``paths["causal_conv", "direct" | "fft"]`` counts which ran."""
-        u, k = _c(u), _c(k)
+        the spectra for the backward). ``paths["causal_conv", "direct" | "fft"]`` counts which ran.
+
+        The skip term rides on the filter: $D u_t$ enters $y_t$ exactly as $k_0 u_t$ does, so the kernels
+        convolve with $k'$, $k'_0 = k_0 + D$ (a copy of k), and the backward's correlation with $k'$ then
+        holds $D g_t$ too. No pass over (B, D, L) is spent on it."""
+        u = _c(u)
+        k = np.array(k, order="C")  # (D, L): a copy, which the skip may change
+        if skip is not None:
+            k[:, 0] += skip
         y = np.empty_like(u)  # (B, D, L)
         L = u.shape[-1]
         if L <= self.direct_max_len:
             self.paths["causal_conv", "direct"] += 1
-            self._k.fir(u, k, y)
+            self._k.fir(u, k, np.zeros(k.shape[0], dtype=u.dtype), y)
             return y, ConvInputs(u, k)
         self.paths["causal_conv", "fft"] += 1
         n = base.fft_size(L)
@@ -113,26 +120,29 @@ class NumbaBackend(NumpyBackend):
         a = np.empty_like(g)  # (B, D, L)
         if isinstance(state, ConvInputs):
             b = np.empty_like(state.k)  # (D, L)
-            self._k.fir_xcorr(g, state.k, state.u, a, b)
+            self._k.fir_xcorr(g, state.k, state.u, a, b, np.empty(b.shape[0], dtype=g.dtype))
         else:
             b = np.empty((g.shape[1], g.shape[2]), dtype=g.dtype)  # (D, L)
             self._k.xcorr_fft(g, _c(state.U), _c(state.K), a, b, state.n)
         return a, b
 
     # ------------------------------------------------------------------ short depthwise convolution
-    def short_conv(self, z, w):
-        """The causal FIR with the taps in lag order (tap j of the op looks K-1-j steps back)."""
+    def short_conv(self, z, w, bias):
+        """The causal FIR with the taps in lag order (tap j of the op looks K-1-j steps back), starting
+        each row from its bias."""
         z = _c(z)
         y = np.empty_like(z)  # (B, C, L)
-        self._k.fir(z, _c(w[:, ::-1]), y)
+        self._k.fir(z, _c(w[:, ::-1]), np.zeros(w.shape[0], dtype=z.dtype) if bias is None else _c(bias), y)
         return y
 
     def short_conv_xcorr(self, g, w, z):
-        """The FIR's correlations; the weight gradient comes back in lag order and is reversed."""
+        """The FIR's correlations and the sum of g per channel; the weight gradient comes back in lag
+        order and is reversed."""
         g, z = _c(g), _c(z)
         a, bh = np.empty_like(g), np.empty(w.shape, dtype=w.dtype)  # (B, C, L), (C, K) by lag
-        self._k.fir_xcorr(g, _c(w[:, ::-1]), z, a, bh)
-        return a, bh[:, ::-1].copy()
+        db = np.empty(w.shape[0], dtype=g.dtype)  # (C,)
+        self._k.fir_xcorr(g, _c(w[:, ::-1]), z, a, bh, db)
+        return a, bh[:, ::-1].copy(), db
 
     # ------------------------------------------------------------------ fused elementwise and row kernels
     def gelu(self, x):

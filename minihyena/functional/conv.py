@@ -54,15 +54,15 @@ class FFTConv(Function):
     @staticmethod
     def forward(ctx, u, k, skip):
         be, L = ctx.backend, u.shape[-1]
-        fused = be.fused("causal_conv", u, k)
-        if fused is not None:
-            y, ctx.state = fused(u, k)  # (B, D, L); state: ConvSpectra or ConvInputs
-        else:
-            n = _base.fft_size(L)
-            U, K = be.rfft(u, n), be.rfft(k, n)  # (B, D, n//2+1), (D, n//2+1): kept for the backward
-            y = be.irfft(U * K, n)[..., :L]  # (B, D, L), a view into (B, D, n)
-            ctx.state = ConvSpectra(U, K, n)
         ctx.save_for_backward(skip)
+        ctx.fused = fused = be.fused("causal_conv", u, k, skip)
+        if fused is not None:
+            y, ctx.state = fused(u, k, skip)  # (B, D, L) with the skip term; state: ConvSpectra or ConvInputs
+            return y
+        n = _base.fft_size(L)
+        U, K = be.rfft(u, n), be.rfft(k, n)  # (B, D, n//2+1), (D, n//2+1): kept for the backward
+        y = be.irfft(U * K, n)[..., :L]  # (B, D, L), a view into (B, D, n)
+        ctx.state = ConvSpectra(U, K, n)
         if skip is None:
             return ctx.xp.ascontiguousarray(y, dtype=u.dtype)
         out = skip[:, None] * u  # (B, D, L), a fresh contiguous array ...
@@ -74,8 +74,8 @@ class FFTConv(Function):
         (skip,) = ctx.saved
         xp, be = ctx.xp, ctx.backend
         want_u, want_k = ctx.needs_input_grad[0], ctx.needs_input_grad[1] or ctx.needs_input_grad[2]
-        fused = be.fused("causal_xcorr", g)
-        if fused is not None:  # takes either state
+        fused = be.fused("causal_xcorr", g) if ctx.fused is not None else None
+        if fused is not None:  # takes either state; du includes D g, as the forward included D u
             du, dk = fused(g, ctx.state)  # (B, D, L), (D, L)
         else:
             state = ctx.state
@@ -87,7 +87,7 @@ class FFTConv(Function):
             G = be.rfft(g, n)  # (B, D, n//2+1)
             du = be.irfft(G * K.conj(), n)[..., :L] if want_u else None  # (B, D, L), a view into (B, D, n)
             dk = be.irfft((G * U.conj()).sum(axis=0), n)[..., :L] if want_k else None  # (D, L)
-        if skip is not None and want_u:
+        if skip is not None and want_u and fused is None:
             du_total = skip[:, None] * g  # (B, D, L): D g ...
             du_total += du  # ... plus the correlation, with no further temporary
             du = du_total
@@ -139,16 +139,15 @@ class ShortConv(Function):
     @staticmethod
     def forward(ctx, z, weight, bias):
         ctx.save_for_backward(z, weight)
-        fused = ctx.backend.fused("short_conv", z, weight)
+        fused = ctx.backend.fused("short_conv", z, weight, bias)
         if fused is not None:
-            y = fused(z, weight)  # (B, C, L)
-        else:
-            L, K = z.shape[-1], weight.shape[1]
-            y = ctx.xp.zeros_like(z)  # (B, C, L), in z's memory order (a transposed view runs 3x slower otherwise)
-            for j in range(K):
-                lag = K - 1 - j  # tap j looks `lag` steps back
-                if lag < L:
-                    y[..., lag:] += weight[None, :, j, None] * z[..., : L - lag]
+            return fused(z, weight, bias)  # (B, C, L)
+        L, K = z.shape[-1], weight.shape[1]
+        y = ctx.xp.zeros_like(z)  # (B, C, L), in z's memory order (a transposed view runs 3x slower otherwise)
+        for j in range(K):
+            lag = K - 1 - j  # tap j looks `lag` steps back
+            if lag < L:
+                y[..., lag:] += weight[None, :, j, None] * z[..., : L - lag]
         if bias is not None:
             y += bias[:, None]
         return y
@@ -158,15 +157,15 @@ class ShortConv(Function):
         z, weight = ctx.saved
         fused = ctx.backend.fused("short_conv_xcorr", g, weight, z)
         if fused is not None:
-            dz, dw = fused(g, weight, z)  # (B, C, L), (C, K)
-        else:
-            L, K = z.shape[-1], weight.shape[1]
-            dz, dw = ctx.xp.zeros_like(g), ctx.xp.zeros(weight.shape, dtype=weight.dtype)  # dz in g's memory order
-            for j in range(K):
-                lag = K - 1 - j
-                if lag < L:
-                    dz[..., : L - lag] += weight[None, :, j, None] * g[..., lag:]
-                    dw[:, j] = (g[..., lag:] * z[..., : L - lag]).sum(axis=(0, 2))
+            dz, dw, db = fused(g, weight, z)  # (B, C, L), (C, K), (C,)
+            return dz, dw, db if ctx.needs_input_grad[2] else None
+        L, K = z.shape[-1], weight.shape[1]
+        dz, dw = ctx.xp.zeros_like(g), ctx.xp.zeros(weight.shape, dtype=weight.dtype)  # dz in g's memory order
+        for j in range(K):
+            lag = K - 1 - j
+            if lag < L:
+                dz[..., : L - lag] += weight[None, :, j, None] * g[..., lag:]
+                dw[:, j] = (g[..., lag:] * z[..., : L - lag]).sum(axis=(0, 2))
         db = g.sum(axis=(0, 2)) if ctx.needs_input_grad[2] else None  # (C,)
         return dz, dw, db
 

@@ -60,6 +60,10 @@ class HyenaOperator(Module):
 
     Ablations (the paper's): ``gating=False`` drops every gate, leaving short conv -> long convolutions
     (in_proj then has width D); ``filter_type="explicit"`` learns each filter tap directly.
+
+    Layout: the convolutions run along L with channels first, (B, C, L); the two projections
+    (:func:`~minihyena.functional.linear_swap`) go from the model's (B, L, D) to that layout and back
+    inside their matrix products, so no transposed copy is ever made.
     """
 
     def __init__(
