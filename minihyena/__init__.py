@@ -1,4 +1,11 @@
 """minihyena: the Hyena architecture from scratch in NumPy, with a light autograd and swappable backends."""
+import os as _os
+
+# Before NumPy loads OpenBLAS, which reads this once: an idle BLAS thread sleeps after 2^4 cycles instead
+# of spinning for 2^28 (about 0.1 s), time in which it took a core from the compiled kernels that run
+# between two matrix products (a Numba train step at B x L = 1 x 8192 on 2 cores: 698 -> 563 ms). A value
+# already set is kept; after an earlier `import numpy` this has no effect (docs: Backends, Threads).
+_os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 from .autograd import Context, Function, Tensor, is_grad_enabled, no_grad
 from .backends import (
     BackendUnavailableError,

@@ -175,7 +175,7 @@ def test_embedding_and_getitem_sum_repeated_rows(backend, rng, dtype):
 def test_adamw_steps(backend, rng, dtype):
     # 1e-6: the same float32 formula fused into one pass; three steps keep round-off at a few ulps.
     tol = TOL64 if dtype == np.float64 else 1e-6
-    shapes = [(5, 3), (7,)]
+    shapes = [(5, 3), (7,), (300, 256)]  # the last above the Numba backend's parallel_min_size
     values = [f32(rng, *s, dtype=dtype) for s in shapes]
     grads = [[f32(rng, *s, dtype=dtype) for s in shapes] for _ in range(3)]
     fused_before = backend.paths["adamw_update", "fused"]
@@ -191,7 +191,7 @@ def test_adamw_steps(backend, rng, dtype):
             opt.step()
         results.append([p.numpy() for p in params] + [be.to_numpy(a) for p in params for a in opt.state[id(p)]])
     if backend.adamw_update is not None:
-        assert backend.paths["adamw_update", "fused"] == fused_before + 6  # 2 parameters x 3 steps
+        assert backend.paths["adamw_update", "fused"] == fused_before + 9  # 3 parameters x 3 steps
     for x, r in zip(*results):
         assert x.dtype == dtype
         np.testing.assert_allclose(x, r, rtol=tol, atol=tol * float(np.abs(r).max()))

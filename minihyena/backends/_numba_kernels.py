@@ -182,8 +182,7 @@ def gelu_backward(g, x, th, dx, cst):
         dx[i] = _gelu_grad(g[i], x[i], th[i], half, one, c, a3)
 
 
-@jit(parallel=True)
-def adamw(p, g, m, v, cst):
+def _adamw(p, g, m, v, cst):
     """In place, one pass of adamw_moments and adamw_param: cst = [b1, 1-b1, b2, 1-b2, 1-lr*wd, lr/c1, c2,
     eps] in the parameter dtype."""
     b1, nb1, b2, nb2, decay, step, c2, eps = cst[0], cst[1], cst[2], cst[3], cst[4], cst[5], cst[6], cst[7]
@@ -194,6 +193,10 @@ def adamw(p, g, m, v, cst):
         m[i] = mi
         v[i] = vi
         p[i] = _adamw_param(p[i], mi, vi, decay, step, c2, eps)
+
+
+adamw = jit(parallel=True)(_adamw)
+adamw_serial = jit(_adamw)  # the same loop on one thread: for a small parameter, waking the workers costs more
 
 
 # ---------------------------------------------------------------------------- row kernels (rows, D) or (rows, V)

@@ -52,6 +52,7 @@ class NumbaBackend(NumpyBackend):
     xp = np
     priority = 10  # mixed with plain numpy arrays, ops run here
     direct_max_len = 128  # at or below this length the O(L^2) direct convolution beats the FFT
+    parallel_min_size = 1 << 16  # AdamW on fewer numbers runs on one thread (a wake-up of the workers costs more)
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -204,7 +205,8 @@ class NumbaBackend(NumpyBackend):
         parameter dtype first, as NumPy does for Python floats."""
         decay = 1.0 - lr * wd if wd else 1.0
         cst = np.asarray((b1, 1 - b1, b2, 1 - b2, decay, lr / c1, c2, eps), dtype=p.dtype)
-        self._k.adamw(p.reshape(-1), _c(g).reshape(-1), m.reshape(-1), v.reshape(-1), cst)
+        kernel = self._k.adamw if p.size >= self.parallel_min_size else self._k.adamw_serial
+        kernel(p.reshape(-1), _c(g).reshape(-1), m.reshape(-1), v.reshape(-1), cst)
 
     def scatter_rows(self, target, ids, values) -> None:
         """A compiled serial loop (repeated ids never race)."""

@@ -165,7 +165,7 @@ class ShortConv(Function):
             lag = K - 1 - j
             if lag < L:
                 dz[..., : L - lag] += weight[None, :, j, None] * g[..., lag:]
-                dw[:, j] = (g[..., lag:] * z[..., : L - lag]).sum(axis=(0, 2))
+                dw[:, j] = ctx.xp.einsum("bcl,bcl->c", g[..., lag:], z[..., : L - lag])  # sum over b, t: no temporary
         db = g.sum(axis=(0, 2)) if ctx.needs_input_grad[2] else None  # (C,)
         return dz, dw, db
 
