@@ -93,47 +93,70 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 
 
 class LinearSwap(Function):
-    r"""A linear map with channels first on one side, the swap of the last two axes folded into the products:
+    r"""A linear map with channels first on one side, computed as one matrix product:
 
     * ``to_channels``: u (B, L, in) -> z (B, out, L), $z_{b,:,t} = W u_{b,t,:} + \beta$ (the Hyena
       operator's in-projection: its convolutions run along L with channels first);
     * else: y (B, in, L) -> o (B, L, out), $o_{b,t,:} = W y_{b,:,t} + \beta$ (its out-projection).
 
-    Equal to ``linear`` then ``swapaxes(-1, -2)`` (or the reverse), without a transposed copy: BLAS reads
-    a swapped operand in place. Backward with upstream $g$ in the output's layout:
+    Equal to ``linear`` then ``swapaxes(-1, -2)`` (or the reverse), without a transposed copy. The
+    channels-first side is handled as rows: $R = $ ``rows(y)`` (in, B L) puts every channel's B
+    sequences side by side (a copy of whole rows of length L; none when B = 1), so that each product is
+    one matrix product over all B L positions, BLAS reading any transposed operand in place.
+    Backward with upstream $g$ in the output's layout, $G$ its rows (out, B L) or rows of positions (B L, out):
 
-    * to_channels: $\partial u_b = g_b^\top W$, $\partial W = \sum_b g_b u_b$, $\partial \beta = \sum_{b,t} g_{b,:,t}$
-    * from channels: $\partial y_b = W^\top g_b^\top$, $\partial W = \sum_b g_b^\top y_b^\top$,
+    * to_channels: $\partial u = G^\top W$, $\partial W = G\, u$, $\partial \beta = \sum_{b,t} g_{b,:,t}$
+    * from channels: $\partial y = \mathrm{unrows}(W^\top G^\top)$, $\partial W = G^\top R^\top$,
       $\partial \beta = \sum_{b,t} g_{b,t,:}$
     """
 
     @staticmethod
     def forward(ctx, x, weight, bias, to_channels):
-        ctx.save_for_backward(x, weight)
+        xp, B = ctx.xp, x.shape[0]
         ctx.to_channels = to_channels
-        if to_channels:
-            y = weight @ _swap_last(x)  # (out, in) @ (B, in, L) -> (B, out, L)
+        if to_channels:  # x (B, L, in)
+            ctx.save_for_backward(x.reshape(-1, x.shape[-1]), weight)  # (B L, in)
+            z = weight @ x.reshape(-1, x.shape[-1]).T  # (out, in) @ (in, B L) -> (out, B L)
+            y = xp.empty((B, weight.shape[0], x.shape[1]), dtype=z.dtype)  # (B, out, L)
+            rows = z.reshape(weight.shape[0], B, -1).swapaxes(0, 1)  # (B, out, L), a view
             if bias is not None:
-                y += bias[:, None]
-        else:
-            y = _swap_last(x) @ weight.T  # (B, L, in) @ (in, out) -> (B, L, out)
-            if bias is not None:
-                y += bias
-        return y
+                xp.add(rows, bias[:, None], out=y)  # the bias added as the rows are put in place
+            else:
+                y[...] = rows
+            return y
+        r = _rows(xp, x)  # (in, B L)
+        ctx.save_for_backward(r, weight)
+        y = r.T @ weight.T  # (B L, in) @ (in, out) -> (B L, out)
+        if bias is not None:
+            y += bias
+        return y.reshape(B, x.shape[2], weight.shape[0])  # (B, L, out)
 
     @staticmethod
     def backward(ctx, g):
         x, weight = ctx.saved
+        xp, B = ctx.xp, g.shape[0]
         want_x, want_w, want_b = ctx.needs_input_grad[:3]
-        if ctx.to_channels:  # g (B, out, L), x (B, L, in)
-            gx = _swap_last(g) @ weight if want_x else None  # (B, L, out) @ (out, in) -> (B, L, in)
-            gw = (g @ x).sum(axis=0) if want_w else None  # (B, out, L) @ (B, L, in) -> (B, out, in) -> (out, in)
-            gb = g.sum(axis=(0, 2)) if want_b else None  # (out,)
-        else:  # g (B, L, out), x (B, in, L)
-            gx = weight.T @ _swap_last(g) if want_x else None  # (in, out) @ (B, out, L) -> (B, in, L)
-            gw = _swap_last((x @ g).sum(axis=0)) if want_w else None  # (B, in, L) @ (B, L, out) -> (in, out) -> (out, in)
-            gb = g.reshape(-1, g.shape[-1]).sum(axis=0) if want_b else None  # (out,)
+        if ctx.to_channels:  # g (B, out, L), x (B L, in)
+            G = _rows(xp, g)  # (out, B L)
+            gx = (G.T @ weight).reshape(B, -1, weight.shape[1]) if want_x else None  # (B L, in) -> (B, L, in)
+            gw = G @ x if want_w else None  # (out, B L) @ (B L, in) -> (out, in)
+            gb = G.sum(axis=1) if want_b else None  # (out,)
+        else:  # g (B, L, out), x = rows (in, B L)
+            G = g.reshape(-1, g.shape[-1])  # (B L, out)
+            gx = _unrows(xp, weight.T @ G.T, B) if want_x else None  # (in, out) @ (out, B L) -> (B, in, L)
+            gw = G.T @ x.T if want_w else None  # (out, B L) @ (B L, in) -> (out, in)
+            gb = G.sum(axis=0) if want_b else None  # (out,)
         return gx, gw, gb
+
+
+def _rows(xp, y):
+    """(B, C, L) -> (C, B L): channel c's B sequences side by side in row c (whole rows copied; none if B = 1)."""
+    return xp.ascontiguousarray(y.swapaxes(0, 1)).reshape(y.shape[1], -1)
+
+
+def _unrows(xp, r, B: int):
+    """(C, B L) -> (B, C, L), the inverse of :func:`_rows`."""
+    return xp.ascontiguousarray(r.reshape(r.shape[0], B, -1).swapaxes(0, 1))
 
 
 def linear_swap(x: Tensor, weight: Tensor, bias: Tensor | None = None, to_channels: bool = True) -> Tensor:
