@@ -171,6 +171,15 @@ def test_embedding_and_getitem_sum_repeated_rows(backend, rng, dtype):
     assert_parity(backend, fn, [w, ids], tol=1e-6, fused=("scatter_rows",))
 
 
+@pytest.mark.parametrize("B", [1, 3])
+def test_mul_of_gate_views(backend, rng, B):
+    # 0 (exact): one rounding per product, the same on every backend. Views with the batch stride of the
+    # whole projection, as in the operator; (3, 40, 600) has more numbers than Numba's parallel_min_size.
+    z = f32(rng, B, 3 * 40, 600)
+    assert_parity(backend, lambda z: F.split(z, 3, axis=1)[0] * F.split(z, 3, axis=1)[2], [z], tol=0.0,
+                  fused=("mul", "mul_backward"))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_adamw_steps(backend, rng, dtype):
     # 1e-6: the same float32 formula fused into one pass; three steps keep round-off at a few ulps.

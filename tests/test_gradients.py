@@ -128,6 +128,18 @@ def test_embedding(leaf, on_backend, ids):
 BROADCAST_PAIRS = [((3, 4), (3, 4)), ((2, 3, 4), (4,)), ((2, 1, 4), (3, 1)), ((), (2, 3)), ((4, 1), (1,))]
 
 
+@pytest.mark.parametrize("shape", [(5,), (3, 4), (2, 3, 4)])
+def test_mul_of_one_shape(leaf, on_backend, shape):
+    gradcheck(F.mul, [leaf(*shape), leaf(*shape)], name="mul")
+    assert_fused(on_backend, "mul", "mul_backward")
+
+
+def test_mul_of_gates_sliced_from_one_array(leaf, on_backend):
+    z = leaf(2, 6, 5)  # (B, 3D, L): the gates are views with the batch stride of the whole array
+    gradcheck(lambda z: F.mul(*F.split(z, 3, axis=1)[:2]) * F.split(z, 3, axis=1)[2], [z], name="gates")
+    assert_fused(on_backend, "mul", "mul_backward")
+
+
 @pytest.mark.parametrize("op", [F.add, F.sub, F.mul, F.div], ids=lambda f: f.__name__)
 @pytest.mark.parametrize("a_shape, b_shape", BROADCAST_PAIRS)
 def test_binary_broadcasting(leaf, op, a_shape, b_shape):

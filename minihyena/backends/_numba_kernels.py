@@ -199,6 +199,32 @@ adamw = jit(parallel=True)(_adamw)
 adamw_serial = jit(_adamw)  # the same loop on one thread: for a small parameter, waking the workers costs more
 
 
+def _mul(a, b, y):
+    """y = a * b over rows of 3-D arrays of any strides (the gates are views into the projection)."""
+    B, R, L = a.shape
+    for k in prange(B * R):
+        i = k // R
+        j = k % R
+        for t in range(L):
+            y[i, j, t] = a[i, j, t] * b[i, j, t]
+
+
+def _mul_backward(g, a, b, ga, gb):
+    """ga = g * b and gb = g * a in one pass over rows of 3-D arrays of any strides."""
+    B, R, L = g.shape
+    for k in prange(B * R):
+        i = k // R
+        j = k % R
+        for t in range(L):
+            gi = g[i, j, t]
+            ga[i, j, t] = gi * b[i, j, t]
+            gb[i, j, t] = gi * a[i, j, t]
+
+
+mul, mul_serial = jit(parallel=True)(_mul), jit(_mul)  # serial: small arrays, where waking the workers costs more
+mul_backward, mul_backward_serial = jit(parallel=True)(_mul_backward), jit(_mul_backward)
+
+
 # ---------------------------------------------------------------------------- row kernels (rows, D) or (rows, V)
 @jit(parallel=True, fastmath=_FAST)
 def layer_norm(x, w, bias, eps, y, xhat, rstd):

@@ -21,7 +21,7 @@ log = logging.getLogger("minihyena.backends")
 FUSED_KERNELS = (
     "causal_conv", "causal_xcorr", "short_conv", "short_conv_xcorr", "gelu", "gelu_backward",
     "layer_norm", "layer_norm_backward", "cross_entropy", "cross_entropy_backward", "adamw_update",
-    "scatter_rows",
+    "scatter_rows", "mul", "mul_backward",
 )
 
 
@@ -200,6 +200,13 @@ class Backend:
     adamw_update = None
     """``adamw_update(p, g, m, v, lr, b1, b2, eps, wd, c1, c2)``: one in-place AdamW step of p, m, v, as in
     :class:`~minihyena.optim.AdamW`."""
+
+    mul = None
+    """``mul(a, b) -> a * b`` for a and b of one shape (any strides), as in :class:`~minihyena.functional.Mul`."""
+
+    mul_backward = None
+    """``mul_backward(g, a, b) -> (g * b, g * a)`` for g, a, b of one shape, the backward of
+    :class:`~minihyena.functional.Mul`."""
 
     scatter_rows = None
     """``scatter_rows(target, ids, values)``: in place ``target[ids[i]] += values[i]`` for a 2-D target, ids

@@ -4,9 +4,10 @@ It fills the fused-kernel slots of :class:`~minihyena.backends.base.Backend`: th
 convolution and its backward correlations (a direct O(L^2) sum up to ``direct_max_len``, above it
 rocket-fft's ``np.fft`` one row at a time inside the compiled loop: Numba cannot compile ``np.fft``
 on its own), the short convolution and its backward (the same causal-FIR kernel pair as the direct
-long convolution), GELU, layer norm, softmax cross-entropy (forward and backward), the AdamW update
-and the embedding's scatter of rows. The kernels live in :mod:`minihyena.backends._numba_kernels`;
-matmuls and the other elementwise ops are NumPy's. The measurements behind these choices are on
+long convolution), GELU, layer norm, softmax cross-entropy (forward and backward), the product of
+two arrays of one shape (the gates) and its backward, the AdamW update and the embedding's scatter
+of rows. The kernels live in :mod:`minihyena.backends._numba_kernels`; matmuls and the other
+elementwise ops are NumPy's. The measurements behind these choices are on
 the Backends page of the docs (``benchmarks/fft_choice.py``, ``benchmarks/fftconv_floor.py``).
 
 Kernels compile for float32 and float64; any other float dtype is declined and recorded (see
@@ -31,6 +32,11 @@ _GELU = (0.5, 1.0, GELU_C, GELU_A, 3.0 * GELU_A)  # 1/2, 1, c, a, 3a: gelu_arg /
 _c = np.ascontiguousarray  # a no-op on C-contiguous arrays; kernels index rows as contiguous blocks
 
 
+def _three(x):
+    """A view of x with 3 axes (leading axes of length 1 added), for the kernels over rows."""
+    return x.reshape((1,) * (3 - x.ndim) + x.shape)
+
+
 def _check_ids(ids, n: int, what: str) -> None:
     """Compiled loops do not check bounds, so the wrappers do: ids must be integers in [-n, n)."""
     if not np.issubdtype(ids.dtype, np.integer):
@@ -52,7 +58,7 @@ class NumbaBackend(NumpyBackend):
     xp = np
     priority = 10  # mixed with plain numpy arrays, ops run here
     direct_max_len = 128  # at or below this length the O(L^2) direct convolution beats the FFT
-    parallel_min_size = 1 << 16  # AdamW on fewer numbers runs on one thread (a wake-up of the workers costs more)
+    parallel_min_size = 1 << 16  # AdamW and Mul on fewer numbers run on one thread (a wake-up of the workers costs more)
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -85,6 +91,8 @@ class NumbaBackend(NumpyBackend):
         in_place = {"adamw_update": (0, 2, 3), "scatter_rows": (0,)}.get(op, ())
         if any(not arrays[i].flags.c_contiguous for i in in_place):
             return "an array updated in place is not C-contiguous"
+        if op in ("mul", "mul_backward") and arrays[0].ndim > 3:
+            return f"{arrays[0].ndim} axes (the kernels take up to 3)"
         return None
 
     # ------------------------------------------------------------------ long causal convolution
@@ -207,6 +215,20 @@ class NumbaBackend(NumpyBackend):
         cst = np.asarray((b1, 1 - b1, b2, 1 - b2, decay, lr / c1, c2, eps), dtype=p.dtype)
         kernel = self._k.adamw if p.size >= self.parallel_min_size else self._k.adamw_serial
         kernel(p.reshape(-1), _c(g).reshape(-1), m.reshape(-1), v.reshape(-1), cst)
+
+    def mul(self, a, b):
+        """One parallel pass; views are read in place (a gate is a slice of the projection)."""
+        y = np.empty(a.shape, dtype=a.dtype)
+        kernel = self._k.mul if a.size >= self.parallel_min_size else self._k.mul_serial
+        kernel(_three(a), _three(b), _three(y))
+        return y
+
+    def mul_backward(self, g, a, b):
+        """Both products in one parallel pass."""
+        ga, gb = np.empty(g.shape, dtype=g.dtype), np.empty(g.shape, dtype=g.dtype)
+        kernel = self._k.mul_backward if g.size >= self.parallel_min_size else self._k.mul_backward_serial
+        kernel(_three(g), _three(a), _three(b), _three(ga), _three(gb))
+        return ga, gb
 
     def scatter_rows(self, target, ids, values) -> None:
         """A compiled serial loop (repeated ids never race)."""

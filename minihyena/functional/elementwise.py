@@ -45,16 +45,24 @@ class Sub(Function):
 
 
 class Mul(Function):
-    r"""$y = a \odot b$; $\partial a = g \odot b$, $\partial b = g \odot a$ (each unbroadcast)."""
+    r"""$y = a \odot b$; $\partial a = g \odot b$, $\partial b = g \odot a$ (each unbroadcast).
+
+    Operands of one shape (the Hyena operator's gates) may take a backend's fused kernels: the product,
+    and both gradients in one pass."""
 
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return a * b
+        fused = ctx.backend.fused("mul", a, b) if a.shape == b.shape else None
+        return fused(a, b) if fused is not None else a * b
 
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved
+        if a.shape == b.shape and all(ctx.needs_input_grad[:2]):
+            fused = ctx.backend.fused("mul_backward", g, a, b)
+            if fused is not None:
+                return fused(g, a, b)  # (g b, g a)
         ga = unbroadcast(g * b, a.shape, a.dtype) if ctx.needs_input_grad[0] else None
         gb = unbroadcast(g * a, b.shape, b.dtype) if ctx.needs_input_grad[1] else None
         return ga, gb
