@@ -4,7 +4,8 @@
     python benchmarks/backend_speed.py --sizes 4x1024 --steps 3 --no-torch
     python benchmarks/backend_speed.py --sizes 16x128,4x1024,1x8192 --blas-threads 2 --rounds 3 --compile
 
-"numpy+scipy" is the numpy backend with its FFTs on scipy.fft threads (``--fft-workers``, default 2).
+Each backend runs as ``configure_threads`` sets it up for the command line (the numpy backend's FFTs
+on one thread per core, up to 4, or ``OMP_NUM_THREADS``).
 PyTorch runs the same model (``torch_hyena.py``) three ways: "torch" eager on ``--blas-threads``
 threads, "torch-default" eager on its own default threads, and "torch.compile" (with ``--compile``;
 inductor's CPU code, compiled in the warm-up steps). "/ torch" and the last line compare against the
@@ -46,11 +47,8 @@ def _minihyena_step(backend: str, B: int, L: int):
     from minihyena.nn.model import HyenaConfig, HyenaLM
     from minihyena.optim import AdamW, clip_grad_norm, param_groups
 
-    fft_workers = None
-    if backend == "numpy+scipy":  # the numpy backend with its FFTs on scipy.fft threads
-        backend, fft_workers = "numpy", int(os.environ["MINIHYENA_BENCH_FFT_WORKERS"])
-    # as the command line does: numba's workers sleep, BLAS on one thread (unless set)
-    configure_threads(backend, fft_workers=fft_workers)
+    # as the command line does: numba's workers sleep, BLAS on one thread (unless set); numpy's FFT threads
+    configure_threads(backend)
     model = HyenaLM(HyenaConfig(l_max=L)).to(backend)
     opt = AdamW(param_groups(model, 0.1), lr=1e-3)
     rng = np.random.default_rng(0)
@@ -125,7 +123,7 @@ def worker(name: str, sizes, warmup: int, steps: int) -> None:
 
 def run_worker(name: str, args) -> list[dict]:
     return run(__file__, name, ["--sizes", args.sizes, "--warmup", str(args.warmup), "--steps", str(args.steps)],
-               threads=args.blas_threads, env={"MINIHYENA_BENCH_FFT_WORKERS": str(args.fft_workers)})
+               threads=args.blas_threads)
 
 
 def main(argv=None) -> int:
@@ -139,8 +137,6 @@ def main(argv=None) -> int:
     p.add_argument("--blas-threads", type=int, default=0, help="threads for BLAS and torch (0: leave as is)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch CPU model")
     p.add_argument("--compile", action="store_true", help="also time torch.compile (about a minute to compile per size)")
-    p.add_argument("--fft-workers", type=int, default=2,
-                   help="also run the numpy backend with scipy.fft on this many threads (0: not)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",")]
@@ -151,8 +147,6 @@ def main(argv=None) -> int:
     from minihyena.backends import available_backends
 
     names = args.backends.split(",") if args.backends else available_backends()
-    if args.fft_workers and "numpy" in names:
-        names.insert(names.index("numpy") + 1, "numpy+scipy")
     if not args.no_torch:
         try:
             import torch  # noqa: F401  (only to know it is there; the worker imports it)

@@ -281,6 +281,10 @@ def limit_threads(comm: SingleProcess) -> str | None:
     cores = os.cpu_count() or 1
     bound = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
     threads = bound if bound < cores else max(1, cores // comm.local_size)
+    from .backends import get_backend
+
+    numpy_backend = get_backend("numpy")  # its FFT threads too
+    numpy_backend.set_fft_workers(min(numpy_backend.fft_workers, threads))
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:

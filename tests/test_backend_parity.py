@@ -139,6 +139,13 @@ def test_gelu(backend, rng, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_gelu_with_bias(backend, rng, dtype):
+    # 1e-5: as test_gelu; the fused kernels add the bias where they read x, the reference in a pass first.
+    x, bias = f32(rng, 3, 4, 17, dtype=dtype) * 3, f32(rng, 17, dtype=dtype)
+    assert_parity(backend, F.gelu, [x, bias], tol=1e-5, fused=("gelu", "gelu_backward"))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("affine", [True, False])
 def test_layer_norm(backend, rng, affine, dtype):
     # 1e-4: row means accumulated in another order (Numba: float64) and divided by a std that can be

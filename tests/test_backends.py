@@ -16,6 +16,7 @@ import minihyena
 from minihyena import BackendUnavailableError, Tensor, available_backends, get_backend, register_backend, use_backend
 from minihyena import backends
 from minihyena import functional as F
+from minihyena.messages import plural
 from minihyena.backends import base
 from minihyena.backends.base import Backend
 from minihyena.backends.numpy_backend import NumpyBackend
@@ -223,9 +224,10 @@ class PickyBackend(NumpyBackend):
     priority = 10
 
     def declines(self, op, arrays):
-        return None if all(a.dtype == np.float64 for a in arrays) else "float64 only"
+        return None if all(a.dtype == np.float64 for a in arrays if a is not None) else "float64 only"
 
-    def gelu(self, x):
+    def gelu(self, x, bias):
+        assert bias is None
         t = np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3))
         return 0.5 * x * (1 + t), t
 
@@ -283,8 +285,15 @@ def test_configure_threads_is_explicit_and_says_what_it_chose(monkeypatch):
         monkeypatch.delenv(var, raising=False)
     limits = []
     monkeypatch.setattr(threadpoolctl, "threadpool_limits", lambda n, user_api: limits.append((n, user_api)))
-    assert backends.configure_threads("numpy") == "threads: backend 'numpy', left as they are"
+    numpy_backend = get_backend("numpy")
+    monkeypatch.setattr(numpy_backend, "fft_workers", numpy_backend.fft_workers)  # restored afterwards
+    workers = backends.threads.default_fft_workers()
+    assert backends.configure_threads("numpy") == f"threads: backend 'numpy', FFTs on {plural(workers, 'thread')}"
+    assert numpy_backend.fft_workers == workers
     assert limits == [] and "OMP_WAIT_POLICY" not in os.environ
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert backends.threads.default_fft_workers() == 3
+    monkeypatch.delenv("OMP_NUM_THREADS")
     try:
         get_backend("numba")
     except BackendUnavailableError as exc:
@@ -319,25 +328,29 @@ def test_running_numba_kernels_leaves_threads_alone(tmp_path):
     assert out.stdout.split() == ["None", "True", "1"]
 
 
-def test_numpy_fft_workers_run_scipy_fft_with_the_same_result(monkeypatch):
-    pytest.importorskip("scipy")
-    import scipy.fft
-
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numpy_fft_workers_give_the_same_numbers_on_threads(monkeypatch, dtype):
     from minihyena import Tensor
     from minihyena import functional as F
     from minihyena.backends.numpy_backend import NumpyBackend
 
     be = NumpyBackend()  # a private instance: the registry's stays as it is
     rng = np.random.default_rng(0)
-    u, k = rng.standard_normal((3, 4, 300)), rng.standard_normal((4, 300))
-    plain = F.fftconv(Tensor(u, backend=be), Tensor(k, backend=be)).numpy()
-    calls = []
-    real = scipy.fft.rfft
-    monkeypatch.setattr(scipy.fft, "rfft", lambda *a, **kw: calls.append(kw["workers"]) or real(*a, **kw))
-    be.set_fft_workers(2)
-    threaded = F.fftconv(Tensor(u, backend=be), Tensor(k, backend=be)).numpy()
-    assert calls and set(calls) == {2}  # the threaded path ran
-    np.testing.assert_allclose(threaded, plain, rtol=0, atol=1e-12)
+    u, k = rng.standard_normal((3, 40, 300)).astype(dtype), rng.standard_normal((40, 300)).astype(dtype)
+    u_t, k_t = Tensor(u, backend=be, requires_grad=True), Tensor(k, backend=be, requires_grad=True)
+    F.fftconv(u_t, k_t).sum().backward()
+    plain = [F.fftconv(Tensor(u, backend=be), Tensor(k, backend=be)).numpy(), u_t.grad, k_t.grad]
+    threads = []
+    real = be._rows_on_threads
+    monkeypatch.setattr(be, "_rows_on_threads", lambda *a: threads.append(be.fft_workers) or real(*a))
+    be.set_fft_workers(3)
+    u_t, k_t = Tensor(u, backend=be, requires_grad=True), Tensor(k, backend=be, requires_grad=True)
+    y = F.fftconv(u_t, k_t)
+    y.sum().backward()
+    assert threads and set(threads) == {3} and be._pool is not None  # the threaded path ran
+    for a, b in zip([y.numpy(), u_t.grad, k_t.grad], plain):
+        assert a.dtype == b.dtype == dtype
+        np.testing.assert_array_equal(a, b)  # the same transforms, row by row
     with pytest.raises(ValueError, match="positive integer"):
         be.set_fft_workers(0)
 

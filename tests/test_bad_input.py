@@ -86,6 +86,7 @@ CASES = {
     "mul_broadcast": (lambda: f(2, 3) * f(3, 2), ValueError, r"mul: shapes \(2, 3\) and \(3, 2\)"),
     "div_broadcast": (lambda: F.div(f(2, 3), f(2, 2)), ValueError, r"div: shapes \(2, 3\) and \(2, 2\)"),
     "gelu_int": (lambda: F.gelu(i(3)), TypeError, r"gelu: x must be a floating.*int64"),
+    "gelu_bias": (lambda: F.gelu(f(2, 4), f(3)), ValueError, r"gelu: bias must have shape \(4,\) for x of shape \(2, 4\), got \(3,\)"),
     "exp_int": (lambda: F.exp(i(3)), TypeError, r"exp: x must be a floating"),
     "sin_not_tensor": (lambda: F.sin(np.ones(3)), TypeError, r"sin: expected a Tensor, got ndarray"),
     "dropout_p": (lambda: F.dropout(f(3), p=1.0), ValueError, r"dropout: p must be in \[0, 1\), got 1.0"),

@@ -157,6 +157,12 @@ def test_operators_with_constants(leaf, fn):
     gradcheck(fn, [leaf(3, 4, low=0.5)], name="operator")
 
 
+@pytest.mark.parametrize("shape", [(7,), (3, 5), (2, 3, 5)])
+def test_gelu_with_bias(leaf, on_backend, shape):
+    gradcheck(F.gelu, [leaf(*shape), leaf(shape[-1])], name="gelu(x + bias)", n_points=10)
+    assert_fused(on_backend, "gelu", "gelu_backward")
+
+
 @pytest.mark.parametrize("op", [F.sin, F.exp, F.gelu], ids=lambda f: f.__name__)
 @pytest.mark.parametrize("shape", [(7,), (2, 3, 5)])
 def test_unary(leaf, op, shape):

@@ -156,30 +156,33 @@ _log_sum_exp = numba.njit(inline="always")(norm.log_sum_exp)
 
 
 @jit(parallel=True)
-def gelu_arg(x, s, cst):
-    """s = gelu_arg(x); cst = [1/2, 1, c, a, 3a]. (tanh is applied by NumPy: Numba's scalar tanh is
-    not vectorised and was 70x slower than NumPy's on 2M float32 values.)"""
+def gelu_arg(x, bias, s, cst):
+    """s = gelu_arg(x + bias) per row of (rows, D); cst = [1/2, 1, c, a, 3a]. (tanh is applied by NumPy:
+    Numba's scalar tanh is not vectorised and was 70x slower than NumPy's on 2M float32 values.)"""
     c = cst[2]
     a = cst[3]
-    for i in prange(x.size):
-        s[i] = _gelu_arg(x[i], c, a)
+    for r in prange(x.shape[0]):
+        for j in range(x.shape[1]):
+            s[r, j] = _gelu_arg(x[r, j] + bias[j], c, a)
 
 
 @jit(parallel=True)
-def gelu_out(x, th, y, cst):
-    """y = gelu_value(x, th); cst = [1/2, 1, c, a, 3a]."""
+def gelu_out(x, bias, th, y, cst):
+    """y = gelu_value(x + bias, th) per row; cst = [1/2, 1, c, a, 3a]."""
     half = cst[0]
     one = cst[1]
-    for i in prange(x.size):
-        y[i] = _gelu_value(x[i], th[i], half, one)
+    for r in prange(x.shape[0]):
+        for j in range(x.shape[1]):
+            y[r, j] = _gelu_value(x[r, j] + bias[j], th[r, j], half, one)
 
 
 @jit(parallel=True)
-def gelu_backward(g, x, th, dx, cst):
-    """dx = gelu_grad(g, x, th), one pass; cst = [1/2, 1, c, a, 3a]."""
+def gelu_backward(g, x, bias, th, dx, cst):
+    """dx = gelu_grad(g, x + bias, th), one pass per row; cst = [1/2, 1, c, a, 3a]."""
     half, one, c, a3 = cst[0], cst[1], cst[2], cst[4]
-    for i in prange(x.size):
-        dx[i] = _gelu_grad(g[i], x[i], th[i], half, one, c, a3)
+    for r in prange(x.shape[0]):
+        for j in range(x.shape[1]):
+            dx[r, j] = _gelu_grad(g[r, j], x[r, j] + bias[j], th[r, j], half, one, c, a3)
 
 
 def _adamw(p, g, m, v, cst):

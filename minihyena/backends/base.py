@@ -176,10 +176,12 @@ class Backend:
     $b_{c,j} = \sum_{b,t} g_{c,t} z_{c,t-(K-1)+j}$ (C, K) and $s_c = \sum_{b,t} g_{c,t}$ (C,), the bias gradient."""
 
     gelu = None
-    """``gelu(x) -> (y, t)``: GELU's forward and ``t = tanh(s)``, as in :class:`~minihyena.functional.GELU`."""
+    """``gelu(x, bias) -> (y, t)``: GELU's forward of x + bias (bias (D,) or None) and ``t = tanh(s)``, as in
+    :class:`~minihyena.functional.GELU`."""
 
     gelu_backward = None
-    """``gelu_backward(g, x, t) -> dx``, the backward of :class:`~minihyena.functional.GELU`."""
+    """``gelu_backward(g, x, bias, t) -> dx``, the backward of :class:`~minihyena.functional.GELU` with respect
+    to its input (x and bias as the forward got them)."""
 
     layer_norm = None
     """``layer_norm(x, weight, bias, eps) -> (y, xhat, rstd)`` (rstd of shape (..., 1); weight, bias may be

@@ -32,6 +32,13 @@ _GELU = (0.5, 1.0, GELU_C, GELU_A, 3.0 * GELU_A)  # 1/2, 1, c, a, 3a: gelu_arg /
 _c = np.ascontiguousarray  # a no-op on C-contiguous arrays; kernels index rows as contiguous blocks
 
 
+def _rows_of(x, bias):
+    """x as C-contiguous rows (rows, D) and the bias (D,), zeros if None."""
+    D = x.shape[-1] if x.ndim else 1
+    b = np.zeros(D, dtype=x.dtype) if bias is None else _c(bias)
+    return _c(x).reshape(-1, D), b
+
+
 def _three(x):
     """A view of x with 3 axes (leading axes of length 1 added), for the kernels over rows."""
     return x.reshape((1,) * (3 - x.ndim) + x.shape)
@@ -154,22 +161,23 @@ class NumbaBackend(NumpyBackend):
         return a, bh[:, ::-1].copy(), db
 
     # ------------------------------------------------------------------ fused elementwise and row kernels
-    def gelu(self, x):
-        """Two fused passes around NumPy's vectorised tanh (the reference makes about eight passes)."""
-        x = _c(x)
-        y, t = np.empty_like(x), np.empty_like(x)
+    def gelu(self, x, bias):
+        """Two fused passes around NumPy's vectorised tanh (the reference makes about eight passes), reading
+        x + bias where they need it."""
+        x2, b = _rows_of(x, bias)  # (rows, D), (D,)
+        y, t = np.empty_like(x2), np.empty_like(x2)
         cst = np.asarray(_GELU, dtype=x.dtype)
-        self._k.gelu_arg(x.reshape(-1), t.reshape(-1), cst)  # t = s
+        self._k.gelu_arg(x2, b, t, cst)  # t = s
         np.tanh(t, out=t)  # t = tanh s
-        self._k.gelu_out(x.reshape(-1), t.reshape(-1), y.reshape(-1), cst)
-        return y, t
+        self._k.gelu_out(x2, b, t, y, cst)
+        return y.reshape(x.shape), t.reshape(x.shape)
 
-    def gelu_backward(self, g, x, t):
+    def gelu_backward(self, g, x, bias, t):
         """One fused pass (constants in the data's dtype, like NumPy's)."""
-        g, x, t = _c(g), _c(x), _c(t)
-        dx = np.empty_like(x)
-        self._k.gelu_backward(g.reshape(-1), x.reshape(-1), t.reshape(-1), dx.reshape(-1), np.asarray(_GELU, dtype=x.dtype))
-        return dx
+        x2, b = _rows_of(x, bias)
+        dx = np.empty_like(x2)
+        self._k.gelu_backward(_c(g).reshape(x2.shape), x2, b, _c(t).reshape(x2.shape), dx, np.asarray(_GELU, dtype=x.dtype))
+        return dx.reshape(x.shape)
 
     def layer_norm(self, x, weight, bias, eps: float):
         """Rows in parallel; mean and variance accumulated in float64 (NumPy: pairwise sums in x's dtype)."""

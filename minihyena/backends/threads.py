@@ -17,6 +17,15 @@ THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 UNCHANGED = "left as they are"  # the end of the line configure_threads returns when it chose nothing
 
 
+def default_fft_workers() -> int:
+    """The NumPy backend's FFT threads by default: ``OMP_NUM_THREADS`` if set, else the cores this process may
+    run on (``sched_getaffinity``), at most 4."""
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]) > 0:
+        return int(os.environ["OMP_NUM_THREADS"])
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cores))
+
+
 def configure_threads(backend=None, blas_threads: int | None = None, fft_workers: int | None = None) -> str:
     """Keep Numba's and BLAS's thread pools from fighting over the cores; return what was chosen.
 
@@ -33,8 +42,9 @@ def configure_threads(backend=None, blas_threads: int | None = None, fft_workers
     process kept a core busy. On an idle machine two BLAS threads make the matmuls up to twice as fast:
     pass ``blas_threads=2`` or set ``OPENBLAS_NUM_THREADS``.
 
-    ``fft_workers`` (the ``numpy`` backend only): run its FFTs with ``scipy.fft`` on that many threads
-    (see :meth:`NumpyBackend.set_fft_workers <minihyena.backends.numpy_backend.NumpyBackend.set_fft_workers>`).
+    ``fft_workers`` (the ``numpy`` backend only): run its FFTs on that many threads (see
+    :meth:`NumpyBackend.set_fft_workers <minihyena.backends.numpy_backend.NumpyBackend.set_fft_workers>`);
+    by default as many as this process has cores, at most 4, or ``OMP_NUM_THREADS`` if that is set.
 
     Other backends: BLAS is limited only if ``blas_threads`` is given. ``backend`` is a name, a
     Backend or None (the current one). Returns a line such as
@@ -62,9 +72,11 @@ def configure_threads(backend=None, blas_threads: int | None = None, fft_workers
         else:
             threadpool_limits(int(blas_threads), user_api="blas")
             choices.append(f"BLAS limited to {plural(int(blas_threads), 'thread')}")
+    if be.name == "numpy" and fft_workers is None:
+        fft_workers = default_fft_workers()
     if fft_workers is not None:
         be.set_fft_workers(fft_workers)
-        choices.append(f"FFTs on {plural(fft_workers, 'thread')} (scipy.fft)")
+        choices.append(f"FFTs on {plural(fft_workers, 'thread')}")
     line = f"threads: backend {be.name!r}, " + (", ".join(choices) if choices else UNCHANGED)
     log.info(line)
     return line

@@ -168,27 +168,37 @@ class GELU(Function):
     Backward, with $\mathrm{d}t/\mathrm{d}s = 1 - t^2$ and $\mathrm{d}s/\mathrm{d}x = c (1 + 3 a x^2)$:
     $\partial x = g \left[\tfrac12 (1 + t) + \tfrac12 x (1 - t^2)\, c (1 + 3 a x^2)\right]$.
     $t$ is kept from the forward. The formulas are :func:`gelu_arg`, :func:`gelu_value` and
-    :func:`gelu_grad`, shared with the fused kernels. Shapes: x (...) -> y (...).
+    :func:`gelu_grad`, shared with the fused kernels.
+
+    With a ``bias`` $\beta$ (D,) the input is $x + \beta$ (broadcast over the last axis): a linear layer's
+    bias, added here instead of in a pass of its own, and $\partial \beta = \sum_{\text{rows}} \partial x$.
+    Shapes: x (..., D), bias (D,) or None -> y (..., D).
     """
 
     @staticmethod
-    def forward(ctx, x):
-        fused = ctx.backend.fused("gelu", x)
+    def forward(ctx, x, bias):
+        ctx.has_bias = bias is not None
+        fused = ctx.backend.fused("gelu", x, bias)
         if fused is not None:
-            y, t = fused(x)
+            y, t = fused(x, bias)  # reads x + bias without storing it
         else:
+            if bias is not None:
+                x, bias = x + bias, None  # (..., D): the reference keeps x + bias itself
             t = ctx.xp.tanh(gelu_arg(x))
             y = gelu_value(x, t)
-        ctx.save_for_backward(x, t)
+        ctx.save_for_backward(x, bias, t)  # the input is x + bias (bias None: already added)
         return y
 
     @staticmethod
     def backward(ctx, g):
-        x, t = ctx.saved
-        fused = ctx.backend.fused("gelu_backward", g, x, t)
+        x, bias, t = ctx.saved
+        fused = ctx.backend.fused("gelu_backward", g, x, bias, t)
         if fused is not None:
-            return fused(g, x, t)
-        return gelu_grad(g, x, t)
+            dx = fused(g, x, bias, t)
+        else:
+            dx = gelu_grad(g, x if bias is None else x + bias, t)
+        db = dx.reshape(-1, dx.shape[-1]).sum(axis=0) if ctx.has_bias and ctx.needs_input_grad[1] else None
+        return dx, db
 
 
 def _unary(fn, op: str, x: Tensor) -> Tensor:
@@ -208,9 +218,18 @@ def sin(x: Tensor) -> Tensor:
     return _unary(Sin, "sin", x)
 
 
-def gelu(x: Tensor) -> Tensor:
-    """GELU in its tanh approximation (GPT-2's)."""
-    return _unary(GELU, "gelu", x)
+def gelu(x: Tensor, bias: Tensor | None = None) -> Tensor:
+    """GELU in its tanh approximation (GPT-2's), of ``x + bias`` if a bias (D,) for the last axis is given."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"gelu: expected a Tensor, got {type(x).__name__}")
+    check_float("gelu", "x", x)
+    if bias is not None:
+        check_float("gelu", "bias", bias)
+        check_same_float("gelu", x=x, bias=bias)
+        if x.ndim < 1 or bias.shape != (x.shape[-1],):
+            raise ValueError(f"gelu: bias must have shape ({x.shape[-1] if x.ndim else '?'},) for x of shape {x.shape}, "
+                             f"got {bias.shape}")
+    return GELU.apply(x, bias)
 
 
 class Dropout(Function):

@@ -132,7 +132,8 @@ class MLP(Module):
         self.drop = Dropout(dropout, rng=rng)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.drop(self.fc2(F.gelu(self.fc1(x))))  # (B, L, D) -> (B, L, rD) -> (B, L, D)
+        h = F.gelu(F.linear(x, self.fc1.weight), self.fc1.bias)  # (B, L, D) -> (B, L, rD); fc1's bias inside GELU
+        return self.drop(self.fc2(h))  # (B, L, rD) -> (B, L, D)
 
 
 class ShortConv(Module):
