@@ -288,12 +288,17 @@ def test_configure_threads_is_explicit_and_says_what_it_chose(monkeypatch):
     numpy_backend = get_backend("numpy")
     monkeypatch.setattr(numpy_backend, "fft_workers", numpy_backend.fft_workers)  # restored afterwards
     workers = backends.threads.default_fft_workers()
-    assert backends.configure_threads("numpy") == f"threads: backend 'numpy', FFTs on {plural(workers, 'thread')}"
+    said = f"FFTs on {plural(workers, 'thread')}" if workers > 1 else "left as they are"
+    assert backends.configure_threads("numpy") == f"threads: backend 'numpy', {said}"
     assert numpy_backend.fft_workers == workers
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert backends.configure_threads("numpy") == "threads: backend 'numpy', left as they are"
+    assert backends.configure_threads("numpy", fft_workers=2) == "threads: backend 'numpy', FFTs on 2 threads"
     assert limits == [] and "OMP_WAIT_POLICY" not in os.environ
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert backends.threads.default_fft_workers() == 3
     monkeypatch.delenv("OMP_NUM_THREADS")
+    numpy_backend.set_fft_workers(1)
     try:
         get_backend("numba")
     except BackendUnavailableError as exc:
