@@ -340,6 +340,7 @@ def test_numpy_fft_workers_give_the_same_numbers_on_threads(monkeypatch, dtype):
     from minihyena.backends.numpy_backend import NumpyBackend
 
     be = NumpyBackend()  # a private instance: the registry's stays as it is
+    monkeypatch.setattr(be, "threaded_min_size", 1000)  # threads for this small test's transforms
     rng = np.random.default_rng(0)
     u, k = rng.standard_normal((3, 40, 300)).astype(dtype), rng.standard_normal((40, 300)).astype(dtype)
     u_t, k_t = Tensor(u, backend=be, requires_grad=True), Tensor(k, backend=be, requires_grad=True)
