@@ -403,3 +403,54 @@ def test_keep_freed_memory_reuses_freed_arrays_without_page_faults():
 def test_keep_freed_memory_leaves_malloc_settings_of_the_user_alone():
     kept, _ = _faults_per_round("keep", env=dict(os.environ, MALLOC_TRIM_THRESHOLD_="131072"))
     assert kept == "False"
+
+
+def _nan_like(*shape, dtype=np.float32):
+    return np.full(shape, np.nan, dtype=dtype)
+
+
+def test_numba_kernels_write_every_number_of_their_outputs():
+    """The backend hands the kernels uninitialised outputs (np.empty): recycled memory may hold NaN. Outputs
+    filled with NaN must come back finite, or a kernel read an output before writing it."""
+    if "numba" not in backends.available_backends():
+        pytest.skip("numba is not installed")
+    from minihyena.backends import _numba_kernels as K
+
+    rng = np.random.default_rng(0)
+    B, C, L, n = 2, 3, 8, 16
+    u, g = rng.standard_normal((2, B, C, L)).astype(np.float32)
+    h, bias = rng.standard_normal((C, L)).astype(np.float32), rng.standard_normal(C).astype(np.float32)
+    outputs = {}
+    outputs["fir"] = [_nan_like(B, C, L)]
+    K.fir(u, h, bias, *outputs["fir"])
+    outputs["fir_xcorr"] = [_nan_like(B, C, L), _nan_like(C, L), _nan_like(C)]
+    K.fir_xcorr(g, h, u, *outputs["fir_xcorr"])
+    U, KK = _nan_like(B, C, n // 2 + 1, dtype=np.complex64), _nan_like(C, n // 2 + 1, dtype=np.complex64)
+    outputs["conv_fft"] = [_nan_like(B, C, L), U, KK]
+    K.conv_fft(u, h, outputs["conv_fft"][0], U, KK, n)
+    outputs["xcorr_fft"] = [_nan_like(B, C, L), _nan_like(C, L)]
+    K.xcorr_fft(g, U, KK, *outputs["xcorr_fft"], n)
+    outputs["mul"] = [_nan_like(B, C, L)]
+    K.mul(u, g, *outputs["mul"])
+    outputs["mul_backward"] = [_nan_like(B, C, L), _nan_like(B, C, L)]
+    K.mul_backward(g, u, u, *outputs["mul_backward"])
+    x2, cst = u.reshape(-1, L), np.asarray((0.5, 1.0, 0.79788456, 0.044715, 0.134145), dtype=np.float32)
+    b = rng.standard_normal(L).astype(np.float32)
+    outputs["gelu_arg"] = [_nan_like(B * C, L)]
+    K.gelu_arg(x2, b, *outputs["gelu_arg"], cst)
+    th = np.tanh(outputs["gelu_arg"][0])
+    outputs["gelu_out"] = [_nan_like(B * C, L)]
+    K.gelu_out(x2, b, th, *outputs["gelu_out"], cst)
+    outputs["gelu_backward"] = [_nan_like(B * C, L)]
+    K.gelu_backward(g.reshape(-1, L), x2, b, th, *outputs["gelu_backward"], cst)
+    outputs["layer_norm"] = [_nan_like(B * C, L), _nan_like(B * C, L), _nan_like(B * C)]
+    K.layer_norm(x2, np.ones(L, np.float32), b, 1e-5, *outputs["layer_norm"])
+    ids = rng.integers(0, L, B * C)
+    outputs["cross_entropy"] = [_nan_like(B * C), _nan_like(B * C)]
+    K.cross_entropy(x2, ids, *outputs["cross_entropy"])
+    outputs["cross_entropy_backward"] = [_nan_like(B * C, L)]
+    K.cross_entropy_backward(x2, outputs["cross_entropy"][0], ids, np.ones(B * C, np.float32),
+                             *outputs["cross_entropy_backward"])
+    unwritten = [f"{name} output {i}" for name, outs in outputs.items() for i, o in enumerate(outs)
+                 if not np.isfinite(o).all()]
+    assert not unwritten, f"outputs read before written, or not written: {unwritten}"

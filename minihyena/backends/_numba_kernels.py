@@ -86,7 +86,8 @@ def fir_xcorr(g, h, u, a, bh, gsum):
         hr = h[c]
         bc = bh[c]
         bc[:] = 0
-        total = gsum[c] * 0
+        gsum[c] = 0
+        total = gsum[c]  # a zero of the output's dtype (gsum arrives uninitialised: never read it before this)
         for b in range(B):
             gr = g[b, c]
             ur = u[b, c]
