@@ -118,7 +118,7 @@ class LinearSwap(Function):
             ctx.save_for_backward(x.reshape(-1, x.shape[-1]), weight)  # (B L, in)
             z = weight @ x.reshape(-1, x.shape[-1]).T  # (out, in) @ (in, B L) -> (out, B L)
             y = xp.empty((B, weight.shape[0], x.shape[1]), dtype=z.dtype)  # (B, out, L)
-            rows = z.reshape(weight.shape[0], B, -1).swapaxes(0, 1)  # (B, out, L), a view
+            rows = z.reshape(weight.shape[0], B, x.shape[1]).swapaxes(0, 1)  # (B, out, L), a view
             if bias is not None:
                 xp.add(rows, bias[:, None], out=y)  # the bias added as the rows are put in place
             else:
@@ -138,12 +138,12 @@ class LinearSwap(Function):
         want_x, want_w, want_b = ctx.needs_input_grad[:3]
         if ctx.to_channels:  # g (B, out, L), x (B L, in)
             G = _rows(xp, g)  # (out, B L)
-            gx = (G.T @ weight).reshape(B, -1, weight.shape[1]) if want_x else None  # (B L, in) -> (B, L, in)
+            gx = (G.T @ weight).reshape(B, g.shape[2], weight.shape[1]) if want_x else None  # (B L, in) -> (B, L, in)
             gw = G @ x if want_w else None  # (out, B L) @ (B L, in) -> (out, in)
             gb = G.sum(axis=1) if want_b else None  # (out,)
         else:  # g (B, L, out), x = rows (in, B L)
             G = g.reshape(-1, g.shape[-1])  # (B L, out)
-            gx = _unrows(xp, weight.T @ G.T, B) if want_x else None  # (in, out) @ (out, B L) -> (B, in, L)
+            gx = _unrows(xp, weight.T @ G.T, B, g.shape[1]) if want_x else None  # (in, out) @ (out, B L) -> (B, in, L)
             gw = G.T @ x.T if want_w else None  # (out, B L) @ (B L, in) -> (out, in)
             gb = G.sum(axis=0) if want_b else None  # (out,)
         return gx, gw, gb
@@ -151,12 +151,12 @@ class LinearSwap(Function):
 
 def _rows(xp, y):
     """(B, C, L) -> (C, B L): channel c's B sequences side by side in row c (whole rows copied; none if B = 1)."""
-    return xp.ascontiguousarray(y.swapaxes(0, 1)).reshape(y.shape[1], -1)
+    return xp.ascontiguousarray(y.swapaxes(0, 1)).reshape(y.shape[1], y.shape[0] * y.shape[2])
 
 
-def _unrows(xp, r, B: int):
+def _unrows(xp, r, B: int, L: int):
     """(C, B L) -> (B, C, L), the inverse of :func:`_rows`."""
-    return xp.ascontiguousarray(r.reshape(r.shape[0], B, -1).swapaxes(0, 1))
+    return xp.ascontiguousarray(r.reshape(r.shape[0], B, L).swapaxes(0, 1))
 
 
 def linear_swap(x: Tensor, weight: Tensor, bias: Tensor | None = None, to_channels: bool = True) -> Tensor:
