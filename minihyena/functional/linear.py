@@ -76,19 +76,24 @@ class Linear(Function):
         return gx, gw, gb
 
 
+def _check_affine(op: str, x: Tensor, weight: Tensor, bias: Tensor | None) -> None:
+    """The checks ``linear`` and ``linear_swap`` share: floats of one dtype, weight (out, in), bias (out,) or None."""
+    check_float(op, "x", x)
+    check_float(op, "weight", weight)
+    check_same_float(op, x=x, weight=weight, bias=bias)
+    if weight.ndim != 2:
+        raise ValueError(f"{op}: weight must be 2-D (out, in), got shape {weight.shape}")
+    if bias is not None:
+        check_float(op, "bias", bias)
+        if bias.shape != (weight.shape[0],):
+            raise ValueError(f"{op}: bias must have shape ({weight.shape[0]},) for weight {weight.shape}, got {bias.shape}")
+
+
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """Affine map over the last axis, PyTorch's layout: ``weight`` is (out_features, in_features)."""
-    check_float("linear", "x", x)
-    check_float("linear", "weight", weight)
-    check_same_float("linear", x=x, weight=weight, bias=bias)
-    if weight.ndim != 2:
-        raise ValueError(f"linear: weight must be 2-D (out, in), got shape {weight.shape}")
+    _check_affine("linear", x, weight, bias)
     if x.ndim < 1 or x.shape[-1] != weight.shape[1]:
         raise ValueError(f"linear: x has shape {x.shape} but weight {weight.shape} expects last axis {weight.shape[1]}")
-    if bias is not None:
-        check_float("linear", "bias", bias)
-        if bias.shape != (weight.shape[0],):
-            raise ValueError(f"linear: bias must have shape ({weight.shape[0]},) for weight {weight.shape}, got {bias.shape}")
     return Linear.apply(x, weight, bias)
 
 
@@ -162,19 +167,11 @@ def _unrows(xp, r, B: int, L: int):
 def linear_swap(x: Tensor, weight: Tensor, bias: Tensor | None = None, to_channels: bool = True) -> Tensor:
     """``linear`` with the last two axes swapped on one side (see :class:`LinearSwap`):
     (B, L, in) -> (B, out, L) if ``to_channels``, else (B, in, L) -> (B, L, out)."""
-    check_float("linear_swap", "x", x)
-    check_float("linear_swap", "weight", weight)
-    check_same_float("linear_swap", x=x, weight=weight, bias=bias)
-    if weight.ndim != 2:
-        raise ValueError(f"linear_swap: weight must be 2-D (out, in), got shape {weight.shape}")
+    _check_affine("linear_swap", x, weight, bias)
     axis, want = (-1, "(batch, length, in)") if to_channels else (-2, "(batch, in, length)")
     if x.ndim != 3 or x.shape[axis] != weight.shape[1]:
         raise ValueError(f"linear_swap: x must have shape {want} with in = {weight.shape[1]} for weight {weight.shape}, "
                          f"got {x.shape}")
-    if bias is not None:
-        check_float("linear_swap", "bias", bias)
-        if bias.shape != (weight.shape[0],):
-            raise ValueError(f"linear_swap: bias must have shape ({weight.shape[0]},) for weight {weight.shape}, got {bias.shape}")
     return LinearSwap.apply(x, weight, bias, to_channels)
 
 
