@@ -278,11 +278,11 @@ def limit_threads(comm: SingleProcess) -> str | None:
     """
     if comm.size == 1 or any(var in os.environ for var in THREAD_VARS):
         return None
-    cores = os.cpu_count() or 1
-    bound = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
-    threads = bound if bound < cores else max(1, cores // comm.local_size)
     from .backends import get_backend
+    from .backends.threads import usable_cores
 
+    cores, bound = os.cpu_count() or 1, usable_cores()
+    threads = bound if bound < cores else max(1, cores // comm.local_size)
     numpy_backend = get_backend("numpy")  # its FFT threads too
     numpy_backend.set_fft_workers(min(numpy_backend.fft_workers, threads))
     try:

@@ -17,13 +17,17 @@ THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 UNCHANGED = "left as they are"  # the end of the line configure_threads returns when it chose nothing
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (``sched_getaffinity``: a launcher's binding counts), else all."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def default_fft_workers() -> int:
-    """The NumPy backend's FFT threads by default: ``OMP_NUM_THREADS`` if set, else the cores this process may
-    run on (``sched_getaffinity``), at most 4."""
+    """The NumPy backend's FFT threads by default: ``OMP_NUM_THREADS`` if set, else :func:`usable_cores`,
+    at most 4."""
     if os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]) > 0:
         return int(os.environ["OMP_NUM_THREADS"])
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(4, cores))
+    return max(1, min(4, usable_cores()))
 
 
 def configure_threads(backend=None, blas_threads: int | None = None, fft_workers: int | None = None) -> str:
