@@ -32,11 +32,15 @@ _GELU = (0.5, 1.0, GELU_C, GELU_A, 3.0 * GELU_A)  # 1/2, 1, c, a, 3a: gelu_arg /
 _c = np.ascontiguousarray  # a no-op on C-contiguous arrays; kernels index rows as contiguous blocks
 
 
+def _bias(bias, n: int, dtype):
+    """A kernel's bias argument: ``bias`` C-contiguous, or n zeros where there is none."""
+    return np.zeros(n, dtype=dtype) if bias is None else _c(bias)
+
+
 def _rows_of(x, bias):
     """x as C-contiguous rows (rows, D) and the bias (D,), zeros if None."""
     D = x.shape[-1] if x.ndim else 1
-    b = np.zeros(D, dtype=x.dtype) if bias is None else _c(bias)
-    return _c(x).reshape(-1, D), b
+    return _c(x).reshape(-1, D), _bias(bias, D, x.dtype)
 
 
 def _three(x):
@@ -89,6 +93,11 @@ class NumbaBackend(NumpyBackend):
             self._kernels = _numba_kernels
         return self._kernels
 
+    def _sized(self, name: str, size: int):
+        """The kernel ``name`` for ``size`` numbers: its one-thread twin ``name_serial`` below
+        ``parallel_min_size``."""
+        return getattr(self._k, name if size >= self.parallel_min_size else f"{name}_serial")
+
     def declines(self, op: str, arrays) -> str | None:
         """Float dtypes other than float32 and float64 have no compiled kernels; the in-place kernels
         (``adamw_update``: p, m, v; ``scatter_rows``: the target) need their outputs C-contiguous."""
@@ -118,7 +127,7 @@ class NumbaBackend(NumpyBackend):
         L = u.shape[-1]
         if L <= self.direct_max_len:
             self.paths["causal_conv", "direct"] += 1
-            self._k.fir(u, k, np.zeros(k.shape[0], dtype=u.dtype), y)
+            self._k.fir(u, k, _bias(None, k.shape[0], u.dtype), y)
             return y, ConvInputs(u, k)
         self.paths["causal_conv", "fft"] += 1
         n = base.fft_size(L)
@@ -148,7 +157,7 @@ class NumbaBackend(NumpyBackend):
         each row from its bias."""
         z = _c(z)
         y = np.empty_like(z)  # (B, C, L)
-        self._k.fir(z, _c(w[:, ::-1]), np.zeros(w.shape[0], dtype=z.dtype) if bias is None else _c(bias), y)
+        self._k.fir(z, _c(w[:, ::-1]), _bias(bias, w.shape[0], z.dtype), y)
         return y
 
     def short_conv_xcorr(self, g, w, z):
@@ -183,10 +192,10 @@ class NumbaBackend(NumpyBackend):
         """Rows in parallel; mean and variance accumulated in float64 (NumPy: pairwise sums in x's dtype)."""
         D = x.shape[-1]
         w = weight if weight is not None else np.ones(D, dtype=x.dtype)
-        b = bias if bias is not None else np.zeros(D, dtype=x.dtype)
+        b = _bias(bias, D, x.dtype)
         x2 = _c(x).reshape(-1, D)  # (rows, D)
         y, xhat, rstd = np.empty_like(x2), np.empty_like(x2), np.empty(x2.shape[0], dtype=x.dtype)
-        self._k.layer_norm(x2, _c(w), _c(b), float(eps), y, xhat, rstd)
+        self._k.layer_norm(x2, _c(w), b, float(eps), y, xhat, rstd)
         return y.reshape(x.shape), xhat.reshape(x.shape), rstd.reshape(x.shape[:-1] + (1,))
 
     def layer_norm_backward(self, g, xhat, rstd, weight):
@@ -221,21 +230,18 @@ class NumbaBackend(NumpyBackend):
         parameter dtype first, as NumPy does for Python floats."""
         decay = 1.0 - lr * wd if wd else 1.0
         cst = np.asarray((b1, 1 - b1, b2, 1 - b2, decay, lr / c1, c2, eps), dtype=p.dtype)
-        kernel = self._k.adamw if p.size >= self.parallel_min_size else self._k.adamw_serial
-        kernel(p.reshape(-1), _c(g).reshape(-1), m.reshape(-1), v.reshape(-1), cst)
+        self._sized("adamw", p.size)(p.reshape(-1), _c(g).reshape(-1), m.reshape(-1), v.reshape(-1), cst)
 
     def mul(self, a, b):
         """One parallel pass; views are read in place (a gate is a slice of the projection)."""
         y = np.empty(a.shape, dtype=a.dtype)
-        kernel = self._k.mul if a.size >= self.parallel_min_size else self._k.mul_serial
-        kernel(_three(a), _three(b), _three(y))
+        self._sized("mul", a.size)(_three(a), _three(b), _three(y))
         return y
 
     def mul_backward(self, g, a, b):
         """Both products in one parallel pass."""
         ga, gb = np.empty(g.shape, dtype=g.dtype), np.empty(g.shape, dtype=g.dtype)
-        kernel = self._k.mul_backward if g.size >= self.parallel_min_size else self._k.mul_backward_serial
-        kernel(_three(g), _three(a), _three(b), _three(ga), _three(gb))
+        self._sized("mul_backward", g.size)(_three(g), _three(a), _three(b), _three(ga), _three(gb))
         return ga, gb
 
     def scatter_rows(self, target, ids, values) -> None:
