@@ -55,13 +55,17 @@ class ExponentialModulation(Module):
         delta = np.linspace(math.log(target) / slow, math.log(target) / fast, channels)
         self.register_buffer("deltas", Tensor(delta.astype(dtype)))
 
-    def window(self, t: Tensor) -> np.ndarray:
-        """The window for times ``t`` (L, 1) -> (L, C), as a constant array."""
+    def window(self, t: Tensor, channels_first: bool = False) -> np.ndarray:
+        """The window for times ``t`` (L, 1) -> (L, C), or (C, L) if ``channels_first``, as a constant array
+        (the same numbers either way)."""
         xp = t.backend.xp
-        return xp.exp(-t.data * xp.abs(self.deltas.data).astype(t.dtype)) + t.dtype.type(self.shift)
+        rate = xp.abs(self.deltas.data).astype(t.dtype)  # (C,)
+        decay = rate[:, None] * t.data.T if channels_first else t.data * rate  # (C, L) or (L, C)
+        return xp.exp(-decay) + t.dtype.type(self.shift)
 
-    def forward(self, t: Tensor, h: Tensor) -> Tensor:
-        return h * self.window(t)  # (L, C)
+    def forward(self, t: Tensor, h: Tensor, channels_first: bool = False) -> Tensor:
+        """``h`` (L, C) times the window, or ``h`` (C, L) if ``channels_first``."""
+        return h * self.window(t, channels_first)
 
 
 class Sin(Module):
@@ -116,9 +120,11 @@ class HyenaFilter(Module):
         z, t = self.pos_emb(L)  # (L, E), (L, 1)
         h = self.act(self.fc1(z))  # (L, F)
         h = self.act(self.fc2(h))
-        h = self.act(self.fc3(h))
-        h = self.modulation(t, self.fc4(h))  # (L, (N-1)D)
-        k = h.transpose(1, 0).reshape(self.n_filters, self.d_model, L)  # (N-1, D, L)
+        h = self.act(self.fc3(h))  # (L, F)
+        # fc4 straight into channels-first layout, the convolutions' own: no transposed copy of the filters
+        h = F.linear_swap(h.reshape(1, L, h.shape[-1]), self.fc4.weight, None)  # (1, L, F) -> (1, (N-1)D, L)
+        h = self.modulation(t, h.reshape(h.shape[1], L), channels_first=True)  # ((N-1)D, L)
+        k = h.reshape(self.n_filters, self.d_model, L)  # (N-1, D, L)
         return k, self.bias.reshape(self.n_filters, self.d_model)  # (N-1, D)
 
 
