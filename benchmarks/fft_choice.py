@@ -4,7 +4,8 @@
 
 Columns (best of 15 runs, ms; median in brackets), all float32, D = 128 channels:
 
-* numpy: the reference (FFTConv's own code on the numpy backend: ``numpy.fft`` on whole arrays);
+* numpy: the reference (FFTConv's own code on the numpy backend: ``scipy.fft`` on whole arrays, one thread;
+  the Backends page's table of this choice was measured when that backend used ``numpy.fft``);
 * scipy: ``scipy.fft`` with ``workers=2`` called from Python on whole arrays, the spectral products
   and the batch sum in compiled loops;
 * rocket: what the Numba backend ships, rocket-fft's ``np.fft`` one row at a time inside ``prange``;

@@ -31,12 +31,18 @@ from ..functional import elementwise, norm
 # Reassociation lets LLVM vectorise the dot products (a different summation order than NumPy's:
 # float32 results agree to a few ulps times the row length). No nnan/ninf: NaN and inf propagate.
 _FAST = {"reassoc", "contract"}
+# NumPy's error model: x / 0 gives inf or nan, as in the reference code, instead of a test before every
+# division for Python's ZeroDivisionError. That test kept every loop with a division or a square root
+# scalar: AdamW took 210 us for 65,536 parameters with it and 27 us without (one thread, float32).
+_NUMPY_ERRORS = {"error_model": "numpy"}
 _uncached: list[str] = []
 
 
 def jit(fn=None, **options):
-    """``numba.njit(cache=True, **options)``, falling back to an in-memory compile with one warning when
-    no cache directory is writable (Numba raises "no locator available" when the decorator runs)."""
+    """``numba.njit(cache=True, error_model="numpy", **options)``, falling back to an in-memory compile with
+    one warning when no cache directory is writable (Numba raises "no locator available" when the
+    decorator runs)."""
+    options = {**_NUMPY_ERRORS, **options}
 
     def wrap(f):
         try:
@@ -146,14 +152,14 @@ def xcorr_fft(g, U, K, a, bk, n):
 
 # ---------------------------------------------------------------------------- elementwise (flat arrays)
 # The formulas are the ops' own (functional.elementwise, optim), compiled per element: nothing restated.
-_gelu_arg = numba.njit(inline="always")(elementwise.gelu_arg)
-_gelu_value = numba.njit(inline="always")(elementwise.gelu_value)
-_gelu_grad = numba.njit(inline="always")(elementwise.gelu_grad)
-_adamw_moments = numba.njit(inline="always")(optim.adamw_moments)
-_adamw_param = numba.njit(inline="always")(optim.adamw_param)
-_ln_rstd = numba.njit(inline="always")(norm.layer_norm_rstd)
-_ln_dx = numba.njit(inline="always")(norm.layer_norm_dx)
-_log_sum_exp = numba.njit(inline="always")(norm.log_sum_exp)
+_gelu_arg = numba.njit(inline="always", **_NUMPY_ERRORS)(elementwise.gelu_arg)
+_gelu_value = numba.njit(inline="always", **_NUMPY_ERRORS)(elementwise.gelu_value)
+_gelu_grad = numba.njit(inline="always", **_NUMPY_ERRORS)(elementwise.gelu_grad)
+_adamw_moments = numba.njit(inline="always", **_NUMPY_ERRORS)(optim.adamw_moments)
+_adamw_param = numba.njit(inline="always", **_NUMPY_ERRORS)(optim.adamw_param)
+_ln_rstd = numba.njit(inline="always", **_NUMPY_ERRORS)(norm.layer_norm_rstd)
+_ln_dx = numba.njit(inline="always", **_NUMPY_ERRORS)(norm.layer_norm_dx)
+_log_sum_exp = numba.njit(inline="always", **_NUMPY_ERRORS)(norm.log_sum_exp)
 
 
 @jit(parallel=True)

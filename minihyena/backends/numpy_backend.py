@@ -53,9 +53,11 @@ class NumpyBackend(Backend):
         list(self._pool.map(share, zip(bounds[:-1], bounds[1:])))
         return out.reshape(x.shape[:-1] + (width,))
 
-    # below this many numbers per transform (rows x length), one call: measured on 2 cores, threads lost at
-    # B x L = 16 x 128 (n = 256), were level at 4 x 1024 and won at 1 x 8192 (n = 16384: 2M numbers)
-    threaded_min_size = 1 << 21
+    # below this many numbers per transform (rows x length), one call. Measured on 2 cores with D = 128
+    # (forward + backward of the FFT convolution, calls alternated): threads lost at B x L = 16 x 128 up
+    # to 1 x 8192 (2M numbers: 42 ms on threads, 39 in one call) and won at 2 x 8192 (52 against 63)
+    # and 1 x 16384 (64 against 83)
+    threaded_min_size = 1 << 22
 
     def rfft(self, x, n: int):
         return self._rows_on_threads(lambda r: scipy.fft.rfft(r, n=n, axis=-1), x, n // 2 + 1)
