@@ -18,6 +18,7 @@ import contextlib
 import types
 
 import numpy as np
+import scipy.fft
 from numpy.lib.mixins import NDArrayOperatorsMixin
 
 from .base import Backend
@@ -221,6 +222,15 @@ class StrictBackend(Backend):
 
     def owns(self, array) -> bool:
         return isinstance(array, DeviceArray)
+
+    # the NumPy backend's transforms (scipy.fft), so that results stay equal to its own bit for bit
+    def rfft(self, x, n: int):
+        _refuse_host("rfft", [x])
+        return _wrap(scipy.fft.rfft(_unwrap(x), n=n, axis=-1))
+
+    def irfft(self, X, n: int):
+        _refuse_host("irfft", [X])
+        return _wrap(scipy.fft.irfft(_unwrap(X), n=n, axis=-1))
 
     # devices, for tests of several processes: a node with ``n_devices`` stand-in devices, and an
     # all-reduce "on the device" only where a test provides one (``loopback``: a function(comm, flat))

@@ -105,6 +105,7 @@ class LinearSwap(Function):
     * else: y (B, in, L) -> o (B, L, out), $o_{b,t,:} = W y_{b,:,t} + \beta$ (its out-projection).
 
     Equal to ``linear`` then ``swapaxes(-1, -2)`` (or the reverse), without a transposed copy. The
+    in-projection writes one product per sequence, $z_b = W u_b^\top$ (out, L), in place. Elsewhere the
     channels-first side is handled as rows: $R = $ ``rows(y)`` (in, B L) puts every channel's B
     sequences side by side (a copy of whole rows of length L; none when B = 1), so that each product is
     one matrix product over all B L positions, BLAS reading any transposed operand in place.
@@ -121,13 +122,11 @@ class LinearSwap(Function):
         ctx.to_channels = to_channels
         if to_channels:  # x (B, L, in)
             ctx.save_for_backward(x.reshape(-1, x.shape[-1]), weight)  # (B L, in)
-            z = weight @ x.reshape(-1, x.shape[-1]).T  # (out, in) @ (in, B L) -> (out, B L)
-            y = xp.empty((B, weight.shape[0], x.shape[1]), dtype=z.dtype)  # (B, out, L)
-            rows = z.reshape(weight.shape[0], B, x.shape[1]).swapaxes(0, 1)  # (B, out, L), a view
+            y = xp.empty((B, weight.shape[0], x.shape[1]), dtype=xp.result_type(x, weight))  # (B, out, L)
+            for b in range(B):  # one product per sequence, written in place: (out, in) @ (in, L)
+                xp.matmul(weight, x[b].T, out=y[b])
             if bias is not None:
-                xp.add(rows, bias[:, None], out=y)  # the bias added as the rows are put in place
-            else:
-                y[...] = rows
+                y += bias[:, None]
             return y
         r = _rows(xp, x)  # (in, B L)
         ctx.save_for_backward(r, weight)
