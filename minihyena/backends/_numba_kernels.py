@@ -231,8 +231,7 @@ def _mul_backward(g, a, b, ga, gb):
             gb[i, j, t] = gi * a[i, j, t]
 
 
-mul, mul_serial = jit(parallel=True)(_mul), jit(_mul)  # serial: small arrays, where waking the workers costs more
-mul_backward, mul_backward_serial = jit(parallel=True)(_mul_backward), jit(_mul_backward)
+mul, mul_backward = jit(parallel=True)(_mul), jit(parallel=True)(_mul_backward)  # large arrays only (mul_min_size)
 
 
 # ---------------------------------------------------------------------------- row kernels (rows, D) or (rows, V)
