@@ -10,7 +10,9 @@ PyTorch runs the same model (``torch_hyena.py``) three ways: "torch" eager on ``
 threads, "torch-default" eager on its own default threads, and "torch.compile" (with ``--compile``;
 inductor's CPU code, compiled in the warm-up steps). "/ torch" and the last line compare against the
 faster eager setting, torch's fair best without compilation. ``--rounds R`` runs every worker R times
-in turn and reports the median of the rounds' medians. Every worker, torch's included, first calls
+in turn, one size at a time (each size's workers back to back), and reports the median of the rounds'
+medians, and each backend's ratio to torch eager taken round by round (median and range): on a busy
+machine those paired ratios move less than the ratio of two medians. Every worker, torch's included, first calls
 ``minihyena.backends.keep_freed_memory()`` as the minihyena command line does.
 
 One train step = forward, loss, backward, gradient clipping and an AdamW update, as in
@@ -121,8 +123,8 @@ def worker(name: str, sizes, warmup: int, steps: int) -> None:
                           "warmup": warm, "params": n_params}), flush=True)
 
 
-def run_worker(name: str, args) -> list[dict]:
-    return run(__file__, name, ["--sizes", args.sizes, "--warmup", str(args.warmup), "--steps", str(args.steps)],
+def run_worker(name: str, args, sizes: str | None = None) -> list[dict]:
+    return run(__file__, name, ["--sizes", sizes or args.sizes, "--warmup", str(args.warmup), "--steps", str(args.steps)],
                threads=args.blas_threads)
 
 
@@ -159,9 +161,10 @@ def main(argv=None) -> int:
     if "numba" in names and not args.blas_threads:
         print("note: the numba worker calls configure_threads('numba'): BLAS on one thread unless "
               "OMP/OPENBLAS/MKL_NUM_THREADS is set")
-    rows = []  # the rounds alternate the workers, so that a busy moment of the machine hits them all
-    for _ in range(args.rounds):
-        rows += [r for name in names for r in run_worker(name, args)]
+    rows = []  # with rounds, every worker runs each size in turn, so that a busy moment of the machine hits them all
+    for i in range(args.rounds):
+        for size in ([args.sizes] if args.rounds == 1 else [f"{B}x{L}" for B, L in sizes]):
+            rows += [{**r, "round": i} for name in names for r in run_worker(name, args, size)]
     runs: dict = {}
     for r in rows:
         runs.setdefault((r["backend"], r["B"], r["L"]), []).append(r)
@@ -184,11 +187,31 @@ def main(argv=None) -> int:
     if args.rounds > 1:
         print(f"(step ms: the median over {args.rounds} rounds of each round's median; / torch: against the faster "
               "torch eager setting)")
+    if args.rounds > 1:  # each round's ratio from runs seconds apart: steadier than a ratio of medians on a busy machine
+        print("per round, each backend against that round's faster torch eager (median; range):")
+        for name in [n for n in names if n not in TORCH]:
+            line = []
+            for B, L in sizes:
+                ratios = _paired_ratios(runs, name, B, L)
+                if ratios:
+                    line.append(f"{np.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}) at {B}x{L}")
+            if line:
+                print(f"  {name}: " + ", ".join(line))
     pairs = [(B, L) for B, L in sizes if ("numba", B, L) in median and ("torch eager", B, L) in median]
     if pairs:  # the target: a numba train step in at most 0.8 of torch eager's time
         print("backend_speed: numba/torch step time " + ", ".join(
             f"{median['numba', B, L] / median['torch eager', B, L]:.2f} at {B}x{L}" for B, L in pairs))
     return 0
+
+
+def _paired_ratios(runs: dict, name: str, B: int, L: int) -> list[float]:
+    """``name``'s step time over the faster torch eager setting's, round by round (rounds with both)."""
+    by_round: dict = {}
+    for backend in (name, "torch", "torch-default"):
+        for r in runs.get((backend, B, L), []):
+            by_round.setdefault(r["round"], {})[backend] = r["median"]
+    return [t[name] / min(t[k] for k in ("torch", "torch-default") if k in t)
+            for t in by_round.values() if name in t and ("torch" in t or "torch-default" in t)]
 
 
 if __name__ == "__main__":
