@@ -188,7 +188,7 @@ def main(argv=None) -> int:
         print(f"(step ms: the median over {args.rounds} rounds of each round's median; / torch: against the faster "
               "torch eager setting)")
     if args.rounds > 1:  # each round's ratio from runs seconds apart: steadier than a ratio of medians on a busy machine
-        print("per round, each backend against that round's faster torch eager (median; range):")
+        lines = []
         for name in [n for n in names if n not in TORCH]:
             line = []
             for B, L in sizes:
@@ -196,7 +196,9 @@ def main(argv=None) -> int:
                 if ratios:
                     line.append(f"{np.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}) at {B}x{L}")
             if line:
-                print(f"  {name}: " + ", ".join(line))
+                lines.append(f"  {name}: " + ", ".join(line))
+        if lines:
+            print("per round, each backend against that round's faster torch eager (median; range):", *lines, sep="\n")
     pairs = [(B, L) for B, L in sizes if ("numba", B, L) in median and ("torch eager", B, L) in median]
     if pairs:  # the target: a numba train step in at most 0.8 of torch eager's time
         print("backend_speed: numba/torch step time " + ", ".join(
