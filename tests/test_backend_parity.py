@@ -181,9 +181,8 @@ def test_embedding_and_getitem_sum_repeated_rows(backend, rng, dtype):
 @pytest.mark.parametrize("B", [1, 3])
 def test_mul_of_gate_views(backend, rng, B, monkeypatch):
     # 0 (exact): one rounding per product, the same on every backend. Views with the batch stride of the
-    # whole projection, as in the operator; the kernels run at this size too (Numba: mul_min_size 0).
-    if hasattr(backend, "mul_min_size"):
-        monkeypatch.setattr(backend, "mul_min_size", 0)
+    # whole projection, as in the operator; the kernels run at this size too (no fused_min_size).
+    monkeypatch.setattr(backend, "fused_min_size", {})
     z = f32(rng, B, 3 * 40, 600)
     assert_parity(backend, lambda z: F.split(z, 3, axis=1)[0] * F.split(z, 3, axis=1)[2], [z], tol=0.0,
                   fused=("mul", "mul_backward"))
@@ -238,8 +237,7 @@ def test_hyena_lm_forward_backward(backend, L, order, dtype, monkeypatch):
     # float32: 2e-4 on the loss, 2e-3 on gradients: round-off of every primitive above compounds through
     # 2 blocks; gradients of the filter network pass through L-long sums twice. float64: TOL64 on both.
     rel_loss, rel_grad = (TOL64, TOL64) if dtype == "float64" else (2e-4, 2e-3)
-    if hasattr(backend, "mul_min_size"):  # every kernel runs, at this model's small sizes too
-        monkeypatch.setattr(backend, "mul_min_size", 0)
+    monkeypatch.setattr(backend, "fused_min_size", {})  # every kernel runs, at this model's small sizes too
     model_ref = HyenaLM(HyenaConfig(l_max=L, order=order, dtype=dtype, **TINY), seed=3)
     model = HyenaLM(HyenaConfig(l_max=L, order=order, dtype=dtype, **TINY), seed=3).to(backend)
     rng = np.random.default_rng(5)

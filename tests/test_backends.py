@@ -238,6 +238,16 @@ def picky(registry):
     return get_backend("picky")
 
 
+def test_inputs_under_fused_min_size_run_the_reference_and_count_as_small(picky, monkeypatch):
+    monkeypatch.setattr(picky, "fused_min_size", {"gelu": 5})
+    with use_backend("picky"):
+        F.gelu(Tensor(np.ones(4)))  # 4 numbers: the reference
+        assert picky.paths["gelu", "small"] == 1 and picky.paths["gelu", "fused"] == 0
+        F.gelu(Tensor(np.ones(5)))  # 5: the kernel
+        assert picky.paths["gelu", "fused"] == 1 and picky.paths["gelu", "small"] == 1
+    assert picky.fallbacks == {}  # a size choice is not a declined input
+
+
 def test_numpy_runs_the_reference_and_counts_it():
     be = get_backend("numpy")
     before = be.paths["gelu", "reference"]

@@ -130,9 +130,8 @@ BROADCAST_PAIRS = [((3, 4), (3, 4)), ((2, 3, 4), (4,)), ((2, 1, 4), (3, 1)), (()
 
 @pytest.fixture
 def small_products_fused(on_backend, monkeypatch):
-    """A backend that runs NumPy's product below a size (``mul_min_size``) runs its kernels for any size here."""
-    if hasattr(on_backend, "mul_min_size"):
-        monkeypatch.setattr(on_backend, "mul_min_size", 0)
+    """A backend that leaves small products to the reference (``fused_min_size``) runs its kernels for any size here."""
+    monkeypatch.setattr(on_backend, "fused_min_size", {})
     return on_backend
 
 

@@ -231,7 +231,7 @@ def _mul_backward(g, a, b, ga, gb):
             gb[i, j, t] = gi * a[i, j, t]
 
 
-mul, mul_backward = jit(parallel=True)(_mul), jit(parallel=True)(_mul_backward)  # large arrays only (mul_min_size)
+mul, mul_backward = jit(parallel=True)(_mul), jit(parallel=True)(_mul_backward)  # large arrays only (fused_min_size)
 
 
 # ---------------------------------------------------------------------------- row kernels (rows, D) or (rows, V)

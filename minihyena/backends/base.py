@@ -66,7 +66,7 @@ class Backend:
 
     def __init__(self):
         self.paths = collections.Counter()
-        """How often each op ran which way: ``paths[op, "fused" | "reference" | "fallback"]``."""
+        """How often each op ran which way: ``paths[op, "fused" | "reference" | "small" | "fallback"]``."""
         self.fallbacks: dict[str, str] = {}
         """The last reason a fused kernel declined its inputs, by op (a "fallback" in :attr:`paths`)."""
 
@@ -132,13 +132,17 @@ class Backend:
     def fused(self, op: str, *arrays):
         """This backend's fused kernel for ``op`` if it has one that takes ``arrays``, else ``None``.
 
-        Counts the answer in :attr:`paths`: ``"fused"``, ``"reference"`` (no such kernel here) or
+        Counts the answer in :attr:`paths`: ``"fused"``, ``"reference"`` (no such kernel here),
+        ``"small"`` (fewer numbers than :attr:`fused_min_size` asks for: the reference is faster there) or
         ``"fallback"`` (the kernel declined these inputs; the reason goes to :attr:`fallbacks` and to
         the ``minihyena.backends`` logger).
         """
         kernel = getattr(self, op)
         if kernel is None:
             self.paths[op, "reference"] += 1
+            return None
+        if op in self.fused_min_size and arrays[0].size < self.fused_min_size[op]:
+            self.paths[op, "small"] += 1
             return None
         reason = self.declines(op, arrays)
         if reason is not None:
@@ -149,6 +153,10 @@ class Backend:
             return None
         self.paths[op, "fused"] += 1
         return kernel
+
+    fused_min_size: dict = {}
+    """Op -> the fewest numbers (in its first array) for which its fused kernel runs; below, the op's
+    reference code runs, where it was measured faster. Empty: every size."""
 
     def declines(self, op: str, arrays) -> str | None:
         """Why this backend's fused ``op`` cannot take ``arrays`` (``None``: it can). The ops have already

@@ -5,7 +5,7 @@ convolution and its backward correlations (a direct O(L^2) sum up to ``direct_ma
 rocket-fft's ``np.fft`` one row at a time inside the compiled loop: Numba cannot compile ``np.fft``
 on its own), the short convolution and its backward (the same causal-FIR kernel pair as the direct
 long convolution), GELU, layer norm, softmax cross-entropy (forward and backward), the product of
-two arrays of one shape (the gates, from ``mul_min_size`` numbers up) and its backward, the AdamW update and the embedding's scatter
+two arrays of one shape (the gates, from ``fused_min_size`` numbers up) and its backward, the AdamW update and the embedding's scatter
 of rows. The kernels live in :mod:`minihyena.backends._numba_kernels`; matmuls and the other
 elementwise ops are NumPy's. The measurements behind these choices are on
 the Backends page of the docs (``benchmarks/fft_choice.py``, ``benchmarks/fftconv_floor.py``).
@@ -70,10 +70,10 @@ class NumbaBackend(NumpyBackend):
     priority = 10  # mixed with plain numpy arrays, ops run here
     direct_max_len = 128  # at or below this length the O(L^2) direct convolution beats the FFT
     parallel_min_size = 1 << 16  # AdamW on fewer numbers runs on one thread (a wake-up of the workers costs more)
-    # Gate products of fewer numbers run NumPy's own (declined): the gates are strided views, which the
-    # compiled loop reads element by element, while NumPy's one-thread SIMD product took a third of its
-    # time at B x L = 16 x 128 and half at 4 x 1024 (D = 128); at 1 x 8192 (1M numbers) the kernel won
-    mul_min_size = 1 << 20
+    # Gate products of fewer numbers run the reference (NumPy's product): the gates are strided views,
+    # which the compiled loop reads element by element, while NumPy's one-thread SIMD product took a third
+    # of its time at B x L = 16 x 128 and half at 4 x 1024 (D = 128); at 1 x 8192 (1M numbers) the kernel won
+    fused_min_size = {"mul": 1 << 20, "mul_backward": 1 << 20}
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -113,8 +113,6 @@ class NumbaBackend(NumpyBackend):
             return "an array updated in place is not C-contiguous"
         if op in ("mul", "mul_backward") and arrays[0].ndim > 3:
             return f"{arrays[0].ndim} axes (the kernels take up to 3)"
-        if op in ("mul", "mul_backward") and arrays[0].size < self.mul_min_size:
-            return f"fewer than mul_min_size = {self.mul_min_size} numbers, where NumPy's product is faster"
         return None
 
     # ------------------------------------------------------------------ long causal convolution
