@@ -5,10 +5,10 @@ convolution and its backward correlations (a direct O(L^2) sum up to ``direct_ma
 rocket-fft's ``np.fft`` one row at a time inside the compiled loop: Numba cannot compile ``np.fft``
 on its own), the short convolution and its backward (the same causal-FIR kernel pair as the direct
 long convolution), GELU, layer norm, softmax cross-entropy (forward and backward), the product of
-two arrays of one shape (the gates, from ``fused_min_size`` numbers up) and its backward, the AdamW update and the embedding's scatter
-of rows. The kernels live in :mod:`minihyena.backends._numba_kernels`; matmuls and the other
-elementwise ops are NumPy's. The measurements behind these choices are on
-the Backends page of the docs (``benchmarks/fft_choice.py``, ``benchmarks/fftconv_floor.py``).
+two arrays of one shape (the gates, from ``fused_min_size`` numbers up) and its backward, the AdamW
+update and the embedding's scatter of rows. The kernels live in :mod:`minihyena.backends._numba_kernels`;
+matmuls and the other elementwise ops are NumPy's. The measurements behind these choices are on the
+Backends page of the docs (``benchmarks/fft_choice.py``, ``benchmarks/fftconv_floor.py``).
 
 Kernels compile for float32 and float64; any other float dtype is declined and recorded (see
 :meth:`NumbaBackend.declines`). Threads are not touched here: see
