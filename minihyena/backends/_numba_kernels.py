@@ -209,7 +209,8 @@ adamw = jit(parallel=True)(_adamw)
 adamw_serial = jit(_adamw)  # the same loop on one thread: for a small parameter, waking the workers costs more
 
 
-def _mul(a, b, y):
+@jit(parallel=True)
+def mul(a, b, y):
     """y = a * b over rows of 3-D arrays of any strides (the gates are views into the projection)."""
     B, R, L = a.shape
     for k in prange(B * R):
@@ -219,7 +220,8 @@ def _mul(a, b, y):
             y[i, j, t] = a[i, j, t] * b[i, j, t]
 
 
-def _mul_backward(g, a, b, ga, gb):
+@jit(parallel=True)
+def mul_backward(g, a, b, ga, gb):
     """ga = g * b and gb = g * a in one pass over rows of 3-D arrays of any strides."""
     B, R, L = g.shape
     for k in prange(B * R):
@@ -229,9 +231,6 @@ def _mul_backward(g, a, b, ga, gb):
             gi = g[i, j, t]
             ga[i, j, t] = gi * b[i, j, t]
             gb[i, j, t] = gi * a[i, j, t]
-
-
-mul, mul_backward = jit(parallel=True)(_mul), jit(parallel=True)(_mul_backward)  # large arrays only (fused_min_size)
 
 
 # ---------------------------------------------------------------------------- row kernels (rows, D) or (rows, V)

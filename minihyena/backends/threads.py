@@ -80,7 +80,7 @@ def configure_threads(backend=None, blas_threads: int | None = None, fft_workers
         fft_workers = default_fft_workers()
     if fft_workers is not None:
         be.set_fft_workers(fft_workers)
-        if fft_workers > 1:  # one thread is numpy.fft's own way: nothing to say
+        if fft_workers > 1:  # one thread: one scipy.fft call per transform, nothing to say
             choices.append(f"FFTs on {plural(fft_workers, 'thread')}")
     line = f"threads: backend {be.name!r}, " + (", ".join(choices) if choices else UNCHANGED)
     log.info(line)

@@ -98,7 +98,7 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 
 
 class LinearSwap(Function):
-    r"""A linear map with channels first on one side, computed as one matrix product:
+    r"""A linear map with channels first on one side, the layout change made inside the matrix products:
 
     * ``to_channels``: u (B, L, in) -> z (B, out, L), $z_{b,:,t} = W u_{b,t,:} + \beta$ (the Hyena
       operator's in-projection: its convolutions run along L with channels first);
@@ -122,7 +122,7 @@ class LinearSwap(Function):
         ctx.to_channels = to_channels
         if to_channels:  # x (B, L, in)
             ctx.save_for_backward(x.reshape(-1, x.shape[-1]), weight)  # (B L, in)
-            y = xp.empty((B, weight.shape[0], x.shape[1]), dtype=xp.result_type(x, weight))  # (B, out, L)
+            y = xp.empty((B, weight.shape[0], x.shape[1]), dtype=x.dtype)  # (B, out, L); weight has x's dtype
             for b in range(B):  # one product per sequence, written in place: (out, in) @ (in, L)
                 xp.matmul(weight, x[b].T, out=y[b])
             if bias is not None:
