@@ -14,7 +14,7 @@ the target is at most 1.3.
 For contrast, ``8 FFTs, 2L`` is the earlier NumPy version: the backward recomputed the spectra of
 u and k, with ``n = 2L``; its ratio is against the same floor. All columns are medians of
 ``--repeat`` runs, measured interleaved in one process (a busy moment hits every column alike),
-float32, ms. Only the direct path of Numba's convolution (L <= 128) needs no FFT at all; those
+float32, ms. Only the direct path of Numba's convolution (L <= 256) needs no FFT at all; those
 sizes run its FFT path here, to compare like with like.
 """
 from __future__ import annotations

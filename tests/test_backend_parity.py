@@ -94,7 +94,9 @@ def f32(rng, *shape, dtype=np.float32):
 
 # ---------------------------------------------------------------------------- long and short convolutions
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("L", [1, 16, 129, 200])  # 129, 200: above Numba's direct_max_len (FFT path); 200: not 2^k
+# 129: Numba's direct path with a last lag outside its blocks of 8; 257, 300: above its direct_max_len (the
+# FFT path); 300: not 2^k
+@pytest.mark.parametrize("L", [1, 16, 129, 257, 300])
 def test_fftconv(backend, rng, L, dtype):
     # 1e-4: float32 sums of up to L products, in FFT order on one side and direct order on the other;
     # round-off grows like eps * sqrt(L) * log2(L) relative to the largest output (eps = 6e-8).

@@ -197,7 +197,7 @@ def _loop_causal_conv(u, k):
     return y
 
 
-@pytest.mark.parametrize("L", [13, 140])  # 140: above numba's direct_max_len
+@pytest.mark.parametrize("L", [13, 140, 260])  # 260: above numba's direct_max_len
 @pytest.mark.parametrize("name", available_backends())
 def test_convolutions_float32(name, rng, L):
     """Each available backend's convolutions against loops, in float32 (its dtype must be kept)."""

@@ -56,7 +56,8 @@ def assert_fused(be, *ops, conv_path: str | None = None):
 # ---------------------------------------------------------------------------- convolutions
 
 
-@pytest.mark.parametrize("B, D, L, Lk", [(1, 1, 1, 1), (2, 3, 7, 7), (1, 2, 16, 16), (2, 2, 5, 9)])
+# Numba's direct path takes lags 8 at a time: L = 16 is two blocks, 21 two blocks and 5 lags one by one
+@pytest.mark.parametrize("B, D, L, Lk", [(1, 1, 1, 1), (2, 3, 7, 7), (1, 2, 16, 16), (2, 2, 5, 9), (2, 2, 21, 23)])
 @pytest.mark.parametrize("with_skip", [True, False])
 def test_fftconv(leaf, on_backend, B, D, L, Lk, with_skip):
     u, k = leaf(B, D, L), leaf(D, Lk)  # (B, D, L), (D, Lk >= L)
@@ -74,7 +75,7 @@ def test_fftconv_noncontiguous_input(leaf):
 
 
 def test_fftconv_longer_than_the_direct_path(leaf, on_backend):
-    u, k, skip = leaf(2, 2, 131), leaf(2, 131), leaf(2)  # 131 > numba's direct_max_len; 2L - 1 = 261 -> n = 270
+    u, k, skip = leaf(2, 2, 259), leaf(2, 259), leaf(2)  # 259 > numba's direct_max_len; 2L - 1 = 517 -> n = 540
     gradcheck(F.fftconv, [u, k, skip], name="fftconv", n_points=6)
     assert_fused(on_backend, "causal_conv", "causal_xcorr", conv_path="fft")
 

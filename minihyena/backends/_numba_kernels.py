@@ -62,53 +62,100 @@ def jit(fn=None, **options):
 
 
 # ---------------------------------------------------------------------------- causal FIR filters (direct sums)
+# Lags per pass over a row. A pass over one lag reads and writes every output for a single
+# multiply-add; J lags per pass (the j-loop, unrolled by LLVM) keep each output in a register for J of
+# them. The sums come out in the same order as one lag at a time. For the long convolution at
+# B x D x L = 16 x 128 x 128 (one thread each of two): forward 1.5 -> 0.5 ms, backward 2.4 -> 1.5 ms.
+LAGS = 8
+
+
 @jit(parallel=True, fastmath=_FAST)
 def fir(u, h, bias, y):
-    """y[b,c,t] = bias[c] + sum_s h[c,s] u[b,c,t-s] (s < K, t-s >= 0), one axpy per lag s, rows in parallel.
+    """y[b,c,t] = bias[c] + sum_s h[c,s] u[b,c,t-s] (s < K, t-s >= 0), rows in parallel.
 
-    The long convolution's direct path (K = L taps, bias 0) and the short convolution (K taps, reversed)."""
+    The long convolution's direct path (K = L taps, bias 0) and the short convolution (K taps, reversed).
+    Lags in blocks of LAGS, read from a copy of the row with LAGS zeros in front (u[t-s] = 0 for
+    t < s), then the last K mod LAGS lags one at a time."""
     B, C, L = u.shape
-    K = h.shape[1]
+    K = min(h.shape[1], L)
+    KJ = K - K % LAGS  # lags taken LAGS at a time
     for r in prange(B * C):
         ur = u[r // C, r % C]
         hr = h[r % C]
         yr = y[r // C, r % C]
         yr[:] = bias[r % C]
-        for s in range(min(K, L)):
-            hs = hr[s]
+        if KJ > 0:
+            up = np.zeros(L + LAGS, dtype=u.dtype)  # up[LAGS + i] = u[i]; zeros for i < 0
+            up[LAGS:] = ur
+            for s in range(0, KJ, LAGS):
+                hs = hr[s : s + LAGS]
+                ys = yr[s:]
+                for t in range(L - s):  # ys[t] = y[s + t] += sum_j h[s + j] u[t - j]
+                    acc = ys[t]
+                    for j in range(LAGS):
+                        acc += hs[j] * up[LAGS + t - j]
+                    ys[t] = acc
+        for s in range(KJ, K):
+            h1 = hr[s]
             ys = yr[s:]
             for t in range(L - s):
-                ys[t] += hs * ur[t]
+                ys[t] += h1 * ur[t]
 
 
 @jit(parallel=True, fastmath=_FAST)
 def fir_xcorr(g, h, u, a, bh, gsum):
     """The FIR's backward correlations: a[b,c,t] = sum_s h[c,s] g[b,c,t+s];
     bh[c,s] = sum_b sum_t g[b,c,t+s] u[b,c,t]; and the bias gradient gsum[c] = sum_b sum_t g[b,c,t].
-    Parallel over channels, so each bh[c] and gsum[c] has one writer."""
+    Parallel over channels, so each bh[c] and gsum[c] has one writer. For the lags in blocks of LAGS,
+    both correlations read copies of the rows with LAGS zeros after them (g[t+s] = 0 past the end):
+    ``a`` takes LAGS lags per pass over t, ``bh`` LAGS positions t per pass over the lags. The last
+    K mod LAGS lags, one at a time, make both sums in one pass over t."""
     B, C, L = u.shape
-    K = h.shape[1]
+    K = min(h.shape[1], L)
+    KJ = K - K % LAGS
     for c in prange(C):
         hr = h[c]
         bc = bh[c]
         bc[:] = 0
         gsum[c] = 0
         total = gsum[c]  # a zero of the output's dtype (gsum arrives uninitialised: never read it before this)
+        n = L + LAGS if KJ > 0 else 0  # no copies for a short filter
+        gp = np.zeros(n, dtype=g.dtype)  # gp[i] = g[i]; zeros for i >= L
+        up = np.zeros(n, dtype=u.dtype)  # up[i] = u[i]; zeros for i >= L
         for b in range(B):
             gr = g[b, c]
             ur = u[b, c]
             ar = a[b, c]
-            ar[:] = 0
+            if KJ > 0:
+                gp[:L] = gr
+                up[:L] = ur
             for t in range(L):
                 total += gr[t]
-            for s in range(min(K, L)):
-                hs = hr[s]
+            ar[:] = 0
+            for s in range(0, KJ, LAGS):
+                hs = hr[s : s + LAGS]
+                gs = gp[s:]  # index views, not sums such as gp[t + s + j]: Numba then proves every index >= 0
+                for t in range(L - s):  # a[t] += sum_j h[s + j] g[s + t + j]
+                    acc = ar[t]
+                    for j in range(LAGS):
+                        acc += hs[j] * gs[t + j]
+                    ar[t] = acc
+            for s in range(KJ, K):  # the last lags one at a time (all of a short filter's), both sums
+                h1 = hr[s]
                 gs = gr[s:]
-                acc = bc[s] * 0
+                acc = total * 0
                 for t in range(L - s):
-                    ar[t] += hs * gs[t]
+                    ar[t] += h1 * gs[t]
                     acc += gs[t] * ur[t]
                 bc[s] += acc
+            for t in range(0, L if KJ > 0 else 0, LAGS):
+                ut = up[t : t + LAGS]
+                gt = gp[t:]
+                for s in range(min(KJ, L - t)):  # bh[s] += sum_j u[t + j] g[t + j + s]
+                    acc = bc[s]
+                    for j in range(LAGS):
+                        acc += ut[j] * gt[j + s]
+                    bc[s] = acc
         gsum[c] = total
 
 

@@ -68,7 +68,7 @@ class NumbaBackend(NumpyBackend):
     device = "cpu"
     xp = np
     priority = 10  # mixed with plain numpy arrays, ops run here
-    direct_max_len = 128  # at or below this length the O(L^2) direct convolution beats the FFT
+    direct_max_len = 256  # at or below this length the O(L^2) direct convolution beats the FFT (docs: Backends)
     parallel_min_size = 1 << 16  # AdamW on fewer numbers runs on one thread (a wake-up of the workers costs more)
     # Gate products of fewer numbers run the reference (NumPy's product): the gates are strided views,
     # which the compiled loop reads element by element, while NumPy's one-thread SIMD product took a third
