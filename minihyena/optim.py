@@ -147,8 +147,11 @@ def clip_grad_norm(params, max_norm: float) -> float:
     params = [p for p in params if p.grad is not None]
     if not params:
         return 0.0
-    squares = [(p.grad.astype(np.float64) ** 2).sum() for p in params]  # 0-d arrays, on the gradients' device
+    squares = [p.backend.xp.vdot(p.grad, p.grad) for p in params]  # 0-d, on the gradients' device (BLAS dot)
     total = math.sqrt(float(sum(squares[1:], squares[0])))  # one transfer to the host
+    if math.isinf(total):  # a float32 square overflows above 1.8e19: sum again in float64 (a true inf stays)
+        squares = [(p.grad.astype(np.float64) ** 2).sum() for p in params]
+        total = math.sqrt(float(sum(squares[1:], squares[0])))
     if max_norm > 0 and math.isfinite(total) and total > max_norm:
         scale = max_norm / (total + 1e-6)
         for p in params:

@@ -201,3 +201,22 @@ def test_bad_parameter_groups_are_rejected(group, message):
 def test_a_group_lr_needs_a_nonzero_base_lr(rng):
     with pytest.raises(ValueError, match="base lr is 0"):
         AdamW([{"params": [param(rng, 2)], "lr": 0.1}], lr=0.0)
+
+
+def test_clip_grad_norm_of_float32_gradients_too_large_to_square(rng):
+    """|g| above 1.8e19 squares to inf in float32: the norm is still found (in float64) and clipped to."""
+    p, q = Parameter(np.zeros(3, np.float32)), Parameter(np.zeros(2, np.float32))
+    p.grad, q.grad = np.array([3e19, 0.0, 4e19], np.float32), np.array([1.0, 2.0], np.float32)
+    norm = clip_grad_norm([p, q], 1.0)
+    assert norm == pytest.approx(5e19, rel=1e-6)
+    assert math.isfinite(norm) and np.isfinite(p.grad).all()
+    np.testing.assert_allclose(p.grad, [0.6, 0.0, 0.8], rtol=1e-5)  # scaled to norm 1, direction kept
+
+
+def test_clip_grad_norm_float32_agrees_with_float64(rng):
+    gs = [rng.standard_normal(shape).astype(np.float32) for shape in ((300, 200), (1000,), (7,))]
+    ps = [Parameter(np.zeros(g.shape, np.float32)) for g in gs]
+    for p, g in zip(ps, gs):
+        p.grad = g.copy()
+    expected = math.sqrt(sum((g.astype(np.float64) ** 2).sum() for g in gs))
+    assert clip_grad_norm(ps, 0.0) == pytest.approx(expected, rel=1e-6)

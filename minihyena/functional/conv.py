@@ -143,13 +143,13 @@ class ShortConv(Function):
         if fused is not None:
             return fused(z, weight, bias)  # (B, C, L)
         L, K = z.shape[-1], weight.shape[1]
-        y = ctx.xp.zeros_like(z)  # (B, C, L), in z's memory order (a transposed view runs 3x slower otherwise)
-        for j in range(K):
+        y = weight[None, :, K - 1, None] * z  # (B, C, L): the last tap (no lag) reaches every position
+        if bias is not None:
+            y += bias[:, None]
+        for j in range(K - 1):
             lag = K - 1 - j  # tap j looks `lag` steps back
             if lag < L:
                 y[..., lag:] += weight[None, :, j, None] * z[..., : L - lag]
-        if bias is not None:
-            y += bias[:, None]
         return y
 
     @staticmethod
@@ -160,11 +160,13 @@ class ShortConv(Function):
             dz, dw, db = fused(g, weight, z)  # (B, C, L), (C, K), (C,)
             return dz, dw, db if ctx.needs_input_grad[2] else None
         L, K = z.shape[-1], weight.shape[1]
-        dz, dw = ctx.xp.zeros_like(g), ctx.xp.zeros(weight.shape, dtype=weight.dtype)  # dz in g's memory order
+        dz = weight[None, :, K - 1, None] * g  # (B, C, L): the last tap's share, at every position
+        dw = ctx.xp.zeros(weight.shape, dtype=weight.dtype)  # (C, K)
         for j in range(K):
             lag = K - 1 - j
             if lag < L:
-                dz[..., : L - lag] += weight[None, :, j, None] * g[..., lag:]
+                if lag > 0:
+                    dz[..., : L - lag] += weight[None, :, j, None] * g[..., lag:]
                 dw[:, j] = ctx.xp.einsum("bcl,bcl->c", g[..., lag:], z[..., : L - lag])  # sum over b, t: no temporary
         db = g.sum(axis=(0, 2)) if ctx.needs_input_grad[2] else None  # (C,)
         return dz, dw, db
