@@ -285,6 +285,33 @@ def test_numba_records_a_dtype_it_has_no_kernel_for(rng):
     assert x.grad.dtype == np.float16
 
 
+def test_numba_float32_gelu_tanh_is_within_6_ulp_and_passes_nan_and_inf():
+    """The float32 GELU kernel's tanh (a rational function, benchmarks/tanh_fit.py) against float64 tanh,
+    at every s = gelu_arg(x) it meets for a million x in [-8, 8] and at the edges; NaN stays NaN."""
+    try:
+        be = get_backend("numba")
+    except BackendUnavailableError as exc:
+        pytest.skip(str(exc))
+    from minihyena.functional.elementwise import GELU_A, GELU_C
+
+    x = np.concatenate([np.linspace(-8, 8, 1_000_001), [0.0, 1e-30, -1e-30, 7.9, -7.9, 50.0, -50.0]])
+    x = x.astype(np.float32)[None, :]  # (1, N): one row
+    y, t = be.gelu(x, None)
+    assert y.dtype == t.dtype == np.float32
+    s = GELU_C * (x.astype(np.float64) + GELU_A * x.astype(np.float64) ** 3)  # gelu_arg, in float64
+    want = np.tanh(s).astype(np.float32)
+    ulps = np.abs(t.astype(np.float64) - np.tanh(s)) / np.spacing(np.abs(want)).astype(np.float64)
+    assert ulps.max() <= 6.0, f"{ulps.max():.2f} ulp at x = {x[0, ulps.argmax()]}"
+    # |error of y| <= x/2 |error of t|: near x = -8, 1 + t is a few ulp of 1 and its relative error large
+    np.testing.assert_allclose(y, 0.5 * x * (1 + want), rtol=1e-6, atol=0.5 * 8 * 6 * 2.0**-24)
+    assert t[0, -2] == 1.0 and t[0, -1] == -1.0  # saturated, never past +-1
+    y, t = be.gelu(np.array([[np.nan, np.inf, -np.inf, 1.0]], np.float32), None)
+    assert np.isnan(t[0, 0]) and np.isnan(y[0, 0])
+    assert t[0, 1] == 1.0 and y[0, 1] == np.inf
+    assert t[0, 2] == -1.0 and np.isnan(y[0, 2])  # -inf * 0, as in the reference
+    assert np.isfinite(y[0, 3])
+
+
 # ---------------------------------------------------------------------------- threads
 
 

@@ -209,10 +209,48 @@ _ln_dx = numba.njit(inline="always", **_NUMPY_ERRORS)(norm.layer_norm_dx)
 _log_sum_exp = numba.njit(inline="always", **_NUMPY_ERRORS)(norm.log_sum_exp)
 
 
+# tanh in float32 as a rational function, x P(x^2) / Q(x^2) for |x| <= 9, +-1 beyond (float32 tanh is
+# +-1 there): within 5.5 ulp of tanh, using multiply-adds and one division, so that it vectorises inside
+# a kernel's loop. Numba's math.tanh is a scalar libm call (70x slower than NumPy's on 2M float32 values),
+# NumPy's tanh a single-threaded pass of its own. Coefficients of x^0, x^2, ...: benchmarks/tanh_fit.py.
+TANH_CLAMP = 9.0
+TANH_P = (1, 0.130840018, 0.0031039475, 1.11542195e-05, -2.02248884e-08, 5.27780146e-11, -8.48837737e-14)
+TANH_Q = (1, 0.464173287, 0.0244951434, 0.00025461326)
+
+
+@numba.njit(inline="always", **_NUMPY_ERRORS)
+def _tanh_rational(x, tc):
+    """tanh x, tc = [clamp, 1, P0..P6, Q0..Q3] in x's dtype. The clamps are written so that NaN passes."""
+    lim = tc[0]
+    one = tc[1]
+    x = lim if x > lim else (-lim if x < -lim else x)
+    z = x * x
+    p = ((((((tc[8] * z + tc[7]) * z + tc[6]) * z + tc[5]) * z + tc[4]) * z + tc[3]) * z + tc[2])
+    q = (((tc[12] * z + tc[11]) * z + tc[10]) * z + tc[9])
+    t = x * p / q
+    return one if t > one else (-one if t < -one else t)
+
+
+@jit(parallel=True)
+def gelu_rational(x, bias, th, y, cst, tc):
+    """One pass per row: th = tanh(gelu_arg(x + bias)) with :func:`_tanh_rational`, y = gelu_value(x + bias,
+    th); cst = [1/2, 1, c, a, 3a], tc its constants. For float32 (float64 takes NumPy's tanh)."""
+    half = cst[0]
+    one = cst[1]
+    c = cst[2]
+    a = cst[3]
+    for r in prange(x.shape[0]):
+        for j in range(x.shape[1]):
+            xb = x[r, j] + bias[j]
+            t = _tanh_rational(_gelu_arg(xb, c, a), tc)
+            th[r, j] = t
+            y[r, j] = _gelu_value(xb, t, half, one)
+
+
 @jit(parallel=True)
 def gelu_arg(x, bias, s, cst):
-    """s = gelu_arg(x + bias) per row of (rows, D); cst = [1/2, 1, c, a, 3a]. (tanh is applied by NumPy:
-    Numba's scalar tanh is not vectorised and was 70x slower than NumPy's on 2M float32 values.)"""
+    """s = gelu_arg(x + bias) per row of (rows, D); cst = [1/2, 1, c, a, 3a]. (tanh is then NumPy's, for
+    float64: :func:`_tanh_rational` is fitted to float32.)"""
     c = cst[2]
     a = cst[3]
     for r in prange(x.shape[0]):

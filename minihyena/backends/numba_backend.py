@@ -175,15 +175,24 @@ class NumbaBackend(NumpyBackend):
 
     # ------------------------------------------------------------------ fused elementwise and row kernels
     def gelu(self, x, bias):
-        """Two fused passes around NumPy's vectorised tanh (the reference makes about eight passes), reading
-        x + bias where they need it."""
+        """float32: one fused pass, tanh as a rational function inside it (``_numba_kernels.TANH_P``);
+        float64: two fused passes around NumPy's vectorised tanh. The reference makes about eight passes;
+        both read x + bias where they need it."""
         x2, b = _rows_of(x, bias)  # (rows, D), (D,)
         y, t = np.empty_like(x2), np.empty_like(x2)
         cst = np.asarray(_GELU, dtype=x.dtype)
-        self._k.gelu_arg(x2, b, t, cst)  # t = s
-        np.tanh(t, out=t)  # t = tanh s
-        self._k.gelu_out(x2, b, t, y, cst)
+        if x.dtype == np.float32:
+            self._k.gelu_rational(x2, b, t, y, cst, self._tanh_constants)
+        else:
+            self._k.gelu_arg(x2, b, t, cst)  # t = s
+            np.tanh(t, out=t)  # t = tanh s
+            self._k.gelu_out(x2, b, t, y, cst)
         return y.reshape(x.shape), t.reshape(x.shape)
+
+    @property
+    def _tanh_constants(self):
+        k = self._k
+        return np.array((k.TANH_CLAMP, 1.0) + k.TANH_P + k.TANH_Q, dtype=np.float32)
 
     def gelu_backward(self, g, x, bias, t):
         """One fused pass (constants in the data's dtype, like NumPy's)."""
