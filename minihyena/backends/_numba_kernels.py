@@ -233,8 +233,8 @@ def _tanh_rational(x, tc):
 
 @jit(parallel=True)
 def gelu_rational(x, bias, th, y, cst, tc):
-    """One pass per row: th = tanh(gelu_arg(x + bias)) with :func:`_tanh_rational`, y = gelu_value(x + bias,
-    th); cst = [1/2, 1, c, a, 3a], tc its constants. For float32 (float64 takes NumPy's tanh)."""
+    """One pass per row: th is :func:`_tanh_rational` of gelu_arg(x + bias) and y = gelu_value(x + bias, th),
+    with cst = [1/2, 1, c, a, 3a] and tc the rational's constants. For float32 (float64 takes NumPy's tanh)."""
     half = cst[0]
     one = cst[1]
     c = cst[2]
