@@ -491,3 +491,26 @@ def test_numba_kernels_write_every_number_of_their_outputs():
     unwritten = [f"{name} output {i}" for name, outs in outputs.items() for i, o in enumerate(outs)
                  if not np.isfinite(o).all()]
     assert not unwritten, f"outputs read before written, or not written: {unwritten}"
+
+
+@pytest.mark.parametrize("index", [[3, 0, 3, 1, 3, 0], [2], [0, 0, 0], [4, 3, 2, 1, 0]])
+def test_scatter_add_of_rows_sums_repeated_indices(rng, index):
+    """The sorted-runs path of Backend.scatter_add against a loop, float32 and float64."""
+    for dtype in (np.float32, np.float64):
+        target = rng.standard_normal((5, 4)).astype(dtype)
+        values = rng.standard_normal((len(index), 4)).astype(dtype)
+        want = target.copy()
+        for i, row in zip(index, values):
+            want[i] += row
+        get_backend("numpy").scatter_add(target, np.array(index), values)
+        np.testing.assert_allclose(target, want, rtol=1e-6)
+
+
+def test_scatter_add_other_indices_still_add_up(rng):
+    be = get_backend("numpy")
+    target = np.zeros((3, 4))
+    be.scatter_add(target, (np.array([0, 0, 2]), np.array([1, 1, 3])), np.array([1.0, 2.0, 5.0]))  # elements
+    assert target[0, 1] == 3.0 and target[2, 3] == 5.0 and target.sum() == 8.0
+    target = np.zeros((3, 2))
+    be.scatter_add(target, np.array([-1, 2, 0]), np.ones((3, 2)))  # -1 and 2 are one row
+    np.testing.assert_array_equal(target, [[1, 1], [0, 0], [2, 2]])
