@@ -269,12 +269,20 @@ def gelu_out(x, bias, th, y, cst):
 
 
 @jit(parallel=True)
-def gelu_backward(g, x, bias, th, dx, cst):
-    """dx = gelu_grad(g, x + bias, th), one pass per row; cst = [1/2, 1, c, a, 3a]."""
+def gelu_backward(g, x, bias, th, dx, db_part, cst):
+    """dx = gelu_grad(g, x + bias, th), one pass over the rows, which also sums dx over each chunk of rows
+    into db_part[chunk] (chunks, D), zeroed by the caller, who adds the chunks up for the bias gradient
+    (one writer per chunk); cst = [1/2, 1, c, a, 3a]."""
     half, one, c, a3 = cst[0], cst[1], cst[2], cst[4]
-    for r in prange(x.shape[0]):
-        for j in range(x.shape[1]):
-            dx[r, j] = _gelu_grad(g[r, j], x[r, j] + bias[j], th[r, j], half, one, c, a3)
+    R, D = x.shape
+    nc = db_part.shape[0]
+    for k in prange(nc):
+        acc = db_part[k]
+        for r in range(k * R // nc, (k + 1) * R // nc):
+            for j in range(D):
+                d = _gelu_grad(g[r, j], x[r, j] + bias[j], th[r, j], half, one, c, a3)
+                dx[r, j] = d
+                acc[j] += d
 
 
 def _adamw(p, g, m, v, cst):

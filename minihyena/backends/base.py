@@ -202,8 +202,8 @@ class Backend:
     :class:`~minihyena.functional.GELU`."""
 
     gelu_backward = None
-    """``gelu_backward(g, x, bias, t) -> dx``, the backward of :class:`~minihyena.functional.GELU` with respect
-    to its input (x and bias as the forward got them)."""
+    """``gelu_backward(g, x, bias, t) -> (dx, db)``, the backward of :class:`~minihyena.functional.GELU`: the
+    gradients of its input and of ``bias`` (x and bias as the forward got them; db None if bias is)."""
 
     layer_norm = None
     """``layer_norm(x, weight, bias, eps) -> (y, xhat, rstd)`` (rstd of shape (..., 1); weight, bias may be

@@ -193,12 +193,14 @@ class GELU(Function):
     def backward(ctx, g):
         x, bias, t = ctx.saved
         fused = ctx.backend.fused("gelu_backward", g, x, bias, t)
+        db = None
         if fused is not None:
-            dx = fused(g, x, bias, t)
+            dx, db = fused(g, x, bias, t)  # db summed in the kernel's pass (None if the bias was added already)
         else:
             dx = gelu_grad(g, x if bias is None else x + bias, t)
-        db = dx.reshape(-1, dx.shape[-1]).sum(axis=0) if ctx.has_bias and ctx.needs_input_grad[1] else None
-        return dx, db
+        if not (ctx.has_bias and ctx.needs_input_grad[1]):
+            return dx, None
+        return dx, db if db is not None else dx.reshape(-1, dx.shape[-1]).sum(axis=0)  # (D,)
 
 
 def _unary(fn, op: str, x: Tensor) -> Tensor:
