@@ -196,8 +196,9 @@ class NumbaBackend(NumpyBackend):
 
     def gelu_backward(self, g, x, bias, t):
         """One fused pass (constants in the data's dtype, like NumPy's) that also sums the bias gradient
-        per chunk of rows, in the data's dtype (float64 partial sums were slower; chunks of at most
-        R / 8 rows err less than NumPy's row-by-row sum: 4.5e-7 against 2.6e-6 at 8,192 rows)."""
+        per chunk of rows (four per thread), in the data's dtype: float64 partial sums were slower, and
+        at 8,192 rows on two threads these sums erred less than NumPy's row-by-row one (4.5e-7 against
+        2.6e-6, relative)."""
         x2, b = _rows_of(x, bias)
         dx = np.empty_like(x2)
         chunks = max(1, min(x2.shape[0], 4 * self._k.numba.get_num_threads()))
