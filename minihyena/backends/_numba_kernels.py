@@ -304,26 +304,39 @@ adamw_serial = jit(_adamw)  # the same loop on one thread: for a small parameter
 
 @jit(parallel=True)
 def mul(a, b, y):
-    """y = a * b over rows of 3-D arrays of any strides (the gates are views into the projection)."""
+    """y = a * b over rows of 3-D arrays of any strides (the gates are views into the projection).
+
+    Each row is read through ``np.ascontiguousarray``: the same memory when the row is contiguous, as a
+    gate's rows are (a copy otherwise), and typed contiguous, so the loop vectorises; indexing the
+    strided array element by element did not (0.12 against 0.06 ms at B x D x L = 4 x 128 x 1024)."""
     B, R, L = a.shape
     for k in prange(B * R):
         i = k // R
         j = k % R
+        ar = np.ascontiguousarray(a[i, j])
+        br = np.ascontiguousarray(b[i, j])
+        yr = y[i, j]
         for t in range(L):
-            y[i, j, t] = a[i, j, t] * b[i, j, t]
+            yr[t] = ar[t] * br[t]
 
 
 @jit(parallel=True)
 def mul_backward(g, a, b, ga, gb):
-    """ga = g * b and gb = g * a in one pass over rows of 3-D arrays of any strides."""
+    """ga = g * b and gb = g * a in one pass over rows of 3-D arrays of any strides (rows read as in
+    :func:`mul`; ga and gb are the caller's contiguous outputs)."""
     B, R, L = g.shape
     for k in prange(B * R):
         i = k // R
         j = k % R
+        gr = np.ascontiguousarray(g[i, j])
+        ar = np.ascontiguousarray(a[i, j])
+        br = np.ascontiguousarray(b[i, j])
+        gar = ga[i, j]
+        gbr = gb[i, j]
         for t in range(L):
-            gi = g[i, j, t]
-            ga[i, j, t] = gi * b[i, j, t]
-            gb[i, j, t] = gi * a[i, j, t]
+            gi = gr[t]
+            gar[t] = gi * br[t]
+            gbr[t] = gi * ar[t]
 
 
 # ---------------------------------------------------------------------------- row kernels (rows, D) or (rows, V)
