@@ -216,6 +216,7 @@ _log_sum_exp = numba.njit(inline="always", **_NUMPY_ERRORS)(norm.log_sum_exp)
 TANH_CLAMP = 9.0
 TANH_P = (1, 0.130840018, 0.0031039475, 1.11542195e-05, -2.02248884e-08, 5.27780146e-11, -8.48837737e-14)
 TANH_Q = (1, 0.464173287, 0.0244951434, 0.00025461326)
+TANH_F32 = np.array((TANH_CLAMP, 1.0) + TANH_P + TANH_Q, dtype=np.float32)  # _tanh_rational's tc, float32
 
 
 @numba.njit(inline="always", **_NUMPY_ERRORS)

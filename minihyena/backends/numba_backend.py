@@ -182,17 +182,12 @@ class NumbaBackend(NumpyBackend):
         y, t = np.empty_like(x2), np.empty_like(x2)
         cst = np.asarray(_GELU, dtype=x.dtype)
         if x.dtype == np.float32:
-            self._k.gelu_rational(x2, b, t, y, cst, self._tanh_constants)
+            self._k.gelu_rational(x2, b, t, y, cst, self._k.TANH_F32)
         else:
             self._k.gelu_arg(x2, b, t, cst)  # t = s
             np.tanh(t, out=t)  # t = tanh s
             self._k.gelu_out(x2, b, t, y, cst)
         return y.reshape(x.shape), t.reshape(x.shape)
-
-    @property
-    def _tanh_constants(self):
-        k = self._k
-        return np.array((k.TANH_CLAMP, 1.0) + k.TANH_P + k.TANH_Q, dtype=np.float32)
 
     def gelu_backward(self, g, x, bias, t):
         """One fused pass (constants in the data's dtype, like NumPy's) that also sums the bias gradient
@@ -201,12 +196,16 @@ class NumbaBackend(NumpyBackend):
         2.6e-6, relative)."""
         x2, b = _rows_of(x, bias)
         dx = np.empty_like(x2)
-        chunks = max(1, min(x2.shape[0], 4 * self._k.numba.get_num_threads()))
-        db_part = np.zeros((chunks, x2.shape[1]), dtype=x.dtype)  # (chunks, D)
+        db_part = np.zeros((self._row_chunks(x2.shape[0]), x2.shape[1]), dtype=x.dtype)  # (chunks, D)
         self._k.gelu_backward(_c(g).reshape(x2.shape), x2, b, _c(t).reshape(x2.shape), dx, db_part,
                               np.asarray(_GELU, dtype=x.dtype))
-        db = db_part.sum(axis=0).astype(x.dtype) if bias is not None else None
+        db = db_part.sum(axis=0) if bias is not None else None  # in x's dtype already
         return dx.reshape(x.shape), db
+
+    def _row_chunks(self, rows: int) -> int:
+        """How many chunks of rows a kernel that sums over rows splits them into, each with its own partial
+        sums (one writer each): four per thread, at most one per row."""
+        return max(1, min(rows, 4 * self._k.numba.get_num_threads()))
 
     def layer_norm(self, x, weight, bias, eps: float):
         """Rows in parallel; mean and variance accumulated in float64 (NumPy: pairwise sums in x's dtype)."""
@@ -223,7 +222,7 @@ class NumbaBackend(NumpyBackend):
         D = g.shape[-1]
         w = weight if weight is not None else np.ones(D, dtype=g.dtype)
         g2, h2 = _c(g).reshape(-1, D), _c(xhat).reshape(-1, D)  # (rows, D)
-        chunks = max(1, min(g2.shape[0], 4 * self._k.numba.get_num_threads()))
+        chunks = self._row_chunks(g2.shape[0])
         dw_part, db_part = np.zeros((chunks, D)), np.zeros((chunks, D))  # float64 partial sums
         dx = np.empty_like(g2)
         self._k.layer_norm_backward(g2, h2, _c(rstd).reshape(-1), _c(w), dx, dw_part, db_part)
