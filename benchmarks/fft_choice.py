@@ -91,7 +91,7 @@ def main() -> None:
             "rocket": lambda: (kern.conv_fft(u, k, y, U, K, n), kern.xcorr_fft(g, U, K, a, b, n)),
         }
         if L <= 256:
-            ways["direct"] = lambda: (kern.fir(u, k, zero, y), kern.fir_xcorr(g, k, u, a, b, zero.copy()))
+            ways["direct"] = lambda: (kern.fir(u, k, zero, y, False), kern.fir_xcorr(g, k, u, a, b, zero.copy(), False))
         times = {name: [] for name in ways}
         for fn in ways.values():
             fn()  # compile or load from the cache

@@ -132,6 +132,36 @@ def test_short_conv_of_a_transposed_view(backend, rng):
     assert_parity(backend, lambda z, w, b: F.short_conv(z.transpose(0, 2, 1), w, b), [z, w, b], tol=1e-5)
 
 
+def test_short_conv_of_channel_major_memory(backend, rng):
+    # 1e-5: as test_short_conv. The in-projection (linear_swap) gives z (B, C, L) as a view of (C, B, L) memory.
+    z, w, b = f32(rng, 6, 3, 20), f32(rng, 6, 3), f32(rng, 6)
+    assert_parity(backend, lambda z, w, b: F.short_conv(z.transpose(1, 0, 2), w, b), [z, w, b], tol=1e-5,
+                  fused=("short_conv", "short_conv_xcorr"))
+
+
+@pytest.mark.parametrize("name", ["numpy"] + OTHERS)
+def test_in_projection_and_short_conv_copy_no_transpose(name, rng, monkeypatch):
+    """linear_swap's in-projection returns channel-major memory; the short conv reads it as it is and hands
+    back a gradient in that memory order, so the in-projection's backward takes its rows without a copy."""
+    be = _load_or_skip(name)
+    seen = []
+    backward = F.LinearSwap.backward
+
+    def spy(ctx, g):
+        seen.append(g.swapaxes(0, 1).flags.c_contiguous)  # (C, B, L) memory: rows(g) is a free reshape
+        return backward(ctx, g)
+
+    monkeypatch.setattr(F.LinearSwap, "backward", staticmethod(spy))
+    u, W, b = (Tensor(a, backend=be, requires_grad=True) for a in (f32(rng, 3, 7, 4), f32(rng, 6, 4), f32(rng, 6)))
+    w = Tensor(f32(rng, 6, 3), backend=be, requires_grad=True)
+    z = F.linear_swap(u, W, b)  # (3, 6, 7)
+    assert z.shape == (3, 6, 7) and z.data.swapaxes(0, 1).flags.c_contiguous
+    y = F.short_conv(z, w)
+    assert y.data.flags.c_contiguous
+    y.backward(np.ones(y.shape, dtype=np.float32))
+    assert seen == [True]
+
+
 # ---------------------------------------------------------------------------- fused elementwise and row kernels
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_gelu(backend, rng, dtype):

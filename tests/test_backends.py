@@ -432,9 +432,14 @@ def test_numba_kernels_write_every_number_of_their_outputs():
     h, bias = rng.standard_normal((C, L)).astype(np.float32), rng.standard_normal(C).astype(np.float32)
     outputs = {}
     outputs["fir"] = [_nan_like(B, C, L)]
-    K.fir(u, h, bias, *outputs["fir"])
+    K.fir(u, h, bias, *outputs["fir"], False)
     outputs["fir_xcorr"] = [_nan_like(B, C, L), _nan_like(C, L), _nan_like(C)]
-    K.fir_xcorr(g, h, u, *outputs["fir_xcorr"])
+    K.fir_xcorr(g, h, u, *outputs["fir_xcorr"], False)
+    u_cm = np.ascontiguousarray(u.swapaxes(0, 1))  # (C, B, L): the short convolution's channel-major input
+    outputs["fir, channel-major input"] = [_nan_like(B, C, L)]
+    K.fir(u_cm, h[:, :3], bias, *outputs["fir, channel-major input"], True)
+    outputs["fir_xcorr, channel-major"] = [_nan_like(C, B, L), _nan_like(C, 3), _nan_like(C)]
+    K.fir_xcorr(g, h[:, :3], u_cm, *outputs["fir_xcorr, channel-major"], True)
     U, KK = _nan_like(B, C, n // 2 + 1, dtype=np.complex64), _nan_like(C, n // 2 + 1, dtype=np.complex64)
     outputs["conv_fft"] = [_nan_like(B, C, L), U, KK]
     K.conv_fft(u, h, outputs["conv_fft"][0], U, KK, n)

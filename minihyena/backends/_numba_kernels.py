@@ -70,17 +70,18 @@ LAGS = 8
 
 
 @jit(parallel=True, fastmath=_FAST)
-def fir(u, h, bias, y):
+def fir(u, h, bias, y, u_cm):
     """y[b,c,t] = bias[c] + sum_s h[c,s] u[b,c,t-s] (s < K, t-s >= 0), rows in parallel.
 
     The long convolution's direct path (K = L taps, bias 0) and the short convolution (K taps, reversed).
+    ``u_cm``: u is held channel-major, (C, B, L), and row (b, c) is u[c, b]; y is (B, C, L) either way.
     Lags in blocks of LAGS, read from a copy of the row with LAGS zeros in front (u[t-s] = 0 for
     t < s), then the last K mod LAGS lags one at a time."""
-    B, C, L = u.shape
+    B, C, L = y.shape
     K = min(h.shape[1], L)
     KJ = K - K % LAGS  # lags taken LAGS at a time
     for r in prange(B * C):
-        ur = u[r // C, r % C]
+        ur = u[r % C, r // C] if u_cm else u[r // C, r % C]
         hr = h[r % C]
         yr = y[r // C, r % C]
         yr[:] = bias[r % C]
@@ -103,14 +104,15 @@ def fir(u, h, bias, y):
 
 
 @jit(parallel=True, fastmath=_FAST)
-def fir_xcorr(g, h, u, a, bh, gsum):
+def fir_xcorr(g, h, u, a, bh, gsum, cm):
     """The FIR's backward correlations: a[b,c,t] = sum_s h[c,s] g[b,c,t+s];
     bh[c,s] = sum_b sum_t g[b,c,t+s] u[b,c,t]; and the bias gradient gsum[c] = sum_b sum_t g[b,c,t].
+    ``cm``: u and a are held channel-major, (C, B, L) (row (b, c) at [c, b]); g is (B, C, L).
     Parallel over channels, so each bh[c] and gsum[c] has one writer. For the lags in blocks of LAGS,
     both correlations read copies of the rows with LAGS zeros after them (g[t+s] = 0 past the end):
     ``a`` takes LAGS lags per pass over t, ``bh`` LAGS positions t per pass over the lags. The last
     K mod LAGS lags, one at a time, make both sums in one pass over t."""
-    B, C, L = u.shape
+    B, C, L = g.shape
     K = min(h.shape[1], L)
     KJ = K - K % LAGS
     for c in prange(C):
@@ -124,8 +126,8 @@ def fir_xcorr(g, h, u, a, bh, gsum):
         up = np.zeros(n, dtype=u.dtype)  # up[i] = u[i]; zeros for i >= L
         for b in range(B):
             gr = g[b, c]
-            ur = u[b, c]
-            ar = a[b, c]
+            ur = u[c, b] if cm else u[b, c]
+            ar = a[c, b] if cm else a[b, c]
             if KJ > 0:
                 gp[:L] = gr
                 up[:L] = ur

@@ -43,6 +43,15 @@ def _rows_of(x, bias):
     return _c(x).reshape(-1, D), _bias(bias, D, x.dtype)
 
 
+def _channel_major(z):
+    """(z's memory (C, B, L), True) if z (B, C, L) is a view of C-contiguous channel-major memory (the
+    in-projection's output, see :class:`~minihyena.functional.LinearSwap`), else (C-contiguous z, False)."""
+    zt = z.swapaxes(0, 1)  # (C, B, L)
+    if zt.flags.c_contiguous and not z.flags.c_contiguous:
+        return zt, True
+    return _c(z), False
+
+
 def _three(x):
     """A view of x with 3 axes (leading axes of length 1 added), for the kernels over rows."""
     return x.reshape((1,) * (3 - x.ndim) + x.shape)
@@ -60,8 +69,8 @@ class NumbaBackend(NumpyBackend):
     """NumPy arrays with compiled kernels: parallel (``prange``) loops over rows, channels or chunks.
 
     Every kernel computes what the op's reference code computes (its docstring says how the order of
-    the sums differs). Inputs are made C-contiguous first (a copy only for views such as the
-    operator's transposes).
+    the sums differs). Inputs are made C-contiguous first (a copy only for views), except the short
+    convolution's: it reads the in-projection's channel-major memory as it is (``_channel_major``).
     """
 
     name = "numba"
@@ -131,7 +140,7 @@ class NumbaBackend(NumpyBackend):
         L = u.shape[-1]
         if L <= self.direct_max_len:
             self.paths["causal_conv", "direct"] += 1
-            self._k.fir(u, k, _bias(None, k.shape[0], u.dtype), y)
+            self._k.fir(u, k, _bias(None, k.shape[0], u.dtype), y, False)
             return y, ConvInputs(u, k)
         self.paths["causal_conv", "fft"] += 1
         n = base.fft_size(L)
@@ -149,7 +158,7 @@ class NumbaBackend(NumpyBackend):
         a = np.empty_like(g)  # (B, D, L)
         if isinstance(state, ConvInputs):
             b = np.empty_like(state.k)  # (D, L)
-            self._k.fir_xcorr(g, state.k, state.u, a, b, np.empty(b.shape[0], dtype=g.dtype))
+            self._k.fir_xcorr(g, state.k, state.u, a, b, np.empty(b.shape[0], dtype=g.dtype), False)
         else:
             b = np.empty((g.shape[1], g.shape[2]), dtype=g.dtype)  # (D, L)
             self._k.xcorr_fft(g, _c(state.U), _c(state.K), a, b, state.n)
@@ -159,19 +168,19 @@ class NumbaBackend(NumpyBackend):
     def short_conv(self, z, w, bias):
         """The causal FIR with the taps in lag order (tap j of the op looks K-1-j steps back), starting
         each row from its bias."""
-        z = _c(z)
-        y = np.empty_like(z)  # (B, C, L)
-        self._k.fir(z, _c(w[:, ::-1]), _bias(bias, w.shape[0], z.dtype), y)
+        zm, cm = _channel_major(z)
+        y = np.empty(z.shape, dtype=z.dtype)  # (B, C, L)
+        self._k.fir(zm, _c(w[:, ::-1]), _bias(bias, w.shape[0], z.dtype), y, cm)
         return y
 
     def short_conv_xcorr(self, g, w, z):
         """The FIR's correlations and the sum of g per channel; the weight gradient comes back in lag
         order and is reversed."""
-        g, z = _c(g), _c(z)
-        a, bh = np.empty_like(g), np.empty(w.shape, dtype=w.dtype)  # (B, C, L), (C, K) by lag
+        g, (zm, cm) = _c(g), _channel_major(z)
+        a, bh = np.empty_like(zm), np.empty(w.shape, dtype=w.dtype)  # dz in z's memory order, (C, K) by lag
         db = np.empty(w.shape[0], dtype=g.dtype)  # (C,)
-        self._k.fir_xcorr(g, _c(w[:, ::-1]), z, a, bh, db)
-        return a, bh[:, ::-1].copy(), db
+        self._k.fir_xcorr(g, _c(w[:, ::-1]), zm, a, bh, db, cm)
+        return (a.swapaxes(0, 1) if cm else a), bh[:, ::-1].copy(), db  # (B, C, L)
 
     # ------------------------------------------------------------------ fused elementwise and row kernels
     def gelu(self, x, bias):

@@ -133,7 +133,9 @@ class ShortConv(Function):
     * $\partial W_{c,j} = \sum_{b,t} g_{b,c,t}\, z_{b,c,\,t-(K-1)+j}$
     * $\partial \beta_c = \sum_{b,t} g_{b,c,t}$
 
-    The reference makes one vectorised pass per tap. Shapes: z (B, C, L), W (C, K), bias (C,) -> y (B, C, L).
+    The reference makes one vectorised pass per tap. Shapes: z (B, C, L), W (C, K), bias (C,) -> y (B, C, L),
+    C-contiguous; $\partial z$ has z's memory order (z may be a view of channel-major memory, as the
+    in-projection of :func:`~minihyena.functional.linear_swap` gives it).
     """
 
     @staticmethod
@@ -143,7 +145,8 @@ class ShortConv(Function):
         if fused is not None:
             return fused(z, weight, bias)  # (B, C, L)
         L, K = z.shape[-1], weight.shape[1]
-        y = weight[None, :, K - 1, None] * z  # (B, C, L): the last tap (no lag) reaches every position
+        y = ctx.xp.empty(z.shape, dtype=z.dtype)  # (B, C, L), C-contiguous whatever z's memory order
+        ctx.xp.multiply(weight[None, :, K - 1, None], z, out=y)  # the last tap (no lag) reaches every position
         if bias is not None:
             y += bias[:, None]
         for j in range(K - 1):
@@ -160,7 +163,8 @@ class ShortConv(Function):
             dz, dw, db = fused(g, weight, z)  # (B, C, L), (C, K), (C,)
             return dz, dw, db if ctx.needs_input_grad[2] else None
         L, K = z.shape[-1], weight.shape[1]
-        dz = weight[None, :, K - 1, None] * g  # (B, C, L): the last tap's share, at every position
+        dz = ctx.xp.empty_like(z)  # (B, C, L) in z's memory order (see LinearSwap: then rows(dz) is free)
+        ctx.xp.multiply(weight[None, :, K - 1, None], g, out=dz)  # the last tap's share, at every position
         dw = ctx.xp.zeros(weight.shape, dtype=weight.dtype)  # (C, K)
         for j in range(K):
             lag = K - 1 - j

@@ -105,10 +105,12 @@ class LinearSwap(Function):
     * else: y (B, in, L) -> o (B, L, out), $o_{b,t,:} = W y_{b,:,t} + \beta$ (its out-projection).
 
     Equal to ``linear`` then ``swapaxes(-1, -2)`` (or the reverse), without a transposed copy. The
-    in-projection writes one product per sequence, $z_b = W u_b^\top$ (out, L), in place. Elsewhere the
     channels-first side is handled as rows: $R = $ ``rows(y)`` (in, B L) puts every channel's B
-    sequences side by side (a copy of whole rows of length L; none when B = 1), so that each product is
-    one matrix product over all B L positions, BLAS reading any transposed operand in place.
+    sequences side by side, so that each product is one matrix product over all B L positions, BLAS
+    reading any transposed operand in place. The in-projection computes $R_z = W u^\top$ (out, B L) and
+    returns it as a (B, out, L) *view* of that channel-major memory (C-contiguous when B = 1); the short
+    convolution after it reads that memory as it is and gives its gradient the same layout, so that
+    ``rows(g)`` is free here. Elsewhere ``rows(y)`` copies whole rows of length L (none when B = 1).
     Backward with upstream $g$ in the output's layout, $G$ its rows (out, B L) or rows of positions (B L, out):
 
     * to_channels: $\partial u = G^\top W$, $\partial W = G\, u$, $\partial \beta = \sum_{b,t} g_{b,:,t}$
@@ -121,13 +123,12 @@ class LinearSwap(Function):
         xp, B = ctx.xp, x.shape[0]
         ctx.to_channels = to_channels
         if to_channels:  # x (B, L, in)
-            ctx.save_for_backward(x.reshape(-1, x.shape[-1]), weight)  # (B L, in)
-            y = xp.empty((B, weight.shape[0], x.shape[1]), dtype=x.dtype)  # (B, out, L); weight has x's dtype
-            for b in range(B):  # one product per sequence, written in place: (out, in) @ (in, L)
-                xp.matmul(weight, x[b].T, out=y[b])
+            x2 = x.reshape(-1, x.shape[-1])  # (B L, in)
+            ctx.save_for_backward(x2, weight)
+            r = weight @ x2.T  # (out, in) @ (in, B L) -> (out, B L): one product for all B sequences
             if bias is not None:
-                y += bias[:, None]
-            return y
+                r += bias[:, None]
+            return r.reshape(r.shape[0], B, x.shape[1]).swapaxes(0, 1)  # (out, B, L) -> (B, out, L), a view
         r = _rows(xp, x)  # (in, B L)
         ctx.save_for_backward(r, weight)
         y = r.T @ weight.T  # (B L, in) @ (in, out) -> (B L, out)
@@ -154,7 +155,8 @@ class LinearSwap(Function):
 
 
 def _rows(xp, y):
-    """(B, C, L) -> (C, B L): channel c's B sequences side by side in row c (whole rows copied; none if B = 1)."""
+    """(B, C, L) -> (C, B L): channel c's B sequences side by side in row c (whole rows copied; none if B = 1
+    or y is a view of channel-major (C, B, L) memory)."""
     return xp.ascontiguousarray(y.swapaxes(0, 1)).reshape(y.shape[1], y.shape[0] * y.shape[2])
 
 
