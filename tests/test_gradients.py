@@ -258,12 +258,22 @@ GETITEM_INDICES = {
     "two_arrays": (np.array([0, 1, 1]), np.array([3, 3, 2])),
     "ellipsis_none": (Ellipsis, None, 2),
     "bool_mask": (np.array([True, False, True, True]),),
+    # every element: the backward hands g back reshaped, except where the order changes
+    "all": (slice(None), slice(0, 5)),
+    "all_new_axis": (None, Ellipsis),
+    "all_reversed": (slice(None, None, -1), slice(None)),
+    "all_reversed_by_negative_bounds": (slice(None), slice(-1, -6, -1)),
 }
 
 
 @pytest.mark.parametrize("index", GETITEM_INDICES.values(), ids=GETITEM_INDICES.keys())
 def test_getitem(leaf, index):
     gradcheck(lambda x: F.getitem(x, index), [leaf(4, 5)], name="getitem", n_points=5)
+
+
+@pytest.mark.parametrize("index", [0, -1, (0, slice(None)), (Ellipsis, 0, slice(None), slice(None))])
+def test_getitem_of_a_unit_axis(leaf, index):
+    gradcheck(lambda x: F.getitem(x, index), [leaf(1, 3, 4)], name="getitem", n_points=5)
 
 
 @pytest.mark.parametrize("B, H, L, d", [(1, 1, 1, 2), (2, 2, 5, 3)])

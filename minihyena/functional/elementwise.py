@@ -137,7 +137,9 @@ class Sin(Function):
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.saved
-        return g * ctx.xp.cos(x)
+        dx = ctx.xp.cos(x)
+        dx *= g  # in the new array: no second temporary
+        return dx
 
 
 GELU_C = math.sqrt(2.0 / math.pi)  # c in GELU's tanh form

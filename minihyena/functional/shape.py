@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import builtins
+import math
 
 import numpy as np
 
@@ -72,12 +73,23 @@ class GetItem(Function):
     @staticmethod
     def backward(ctx, g):
         shape, dtype = ctx.in_meta
+        if _picks_all(ctx.index, g.size, shape):  # x[0] of a (1, ...) array, x[:]: g is dx, reshaped
+            return g.reshape(shape)
         gx = ctx.xp.zeros(shape, dtype=dtype)
         if _is_basic(ctx.index):  # ints and slices pick each element at most once
             gx[ctx.index] = g
         else:
             ctx.backend.scatter_add(gx, ctx.index, g)  # integer arrays may repeat an element: add up
         return gx
+
+
+def _picks_all(index, size: int, shape) -> bool:
+    """A basic index of ints and forward unit-step slices that keeps all ``size`` elements of an array of
+    ``shape`` picks every element once, in order: the output is the input, reshaped."""
+    items = index if isinstance(index, tuple) else (index,)
+    forward = all(isinstance(i, (int, np.integer, type(None), type(Ellipsis)))
+                  or (isinstance(i, slice) and i.step in (None, 1)) for i in items)
+    return forward and size == math.prod(shape)
 
 
 def _is_basic(index) -> bool:
