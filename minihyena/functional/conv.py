@@ -133,47 +133,63 @@ class ShortConv(Function):
     * $\partial W_{c,j} = \sum_{b,t} g_{b,c,t}\, z_{b,c,\,t-(K-1)+j}$
     * $\partial \beta_c = \sum_{b,t} g_{b,c,t}$
 
-    The reference makes one vectorised pass per tap. Shapes: z (B, C, L), W (C, K), bias (C,) -> y (B, C, L),
-    C-contiguous; $\partial z$ has z's memory order (z may be a view of channel-major memory, as the
-    in-projection of :func:`~minihyena.functional.linear_swap` gives it).
+    The reference pads z with K-1 zeros in front, $\tilde z$ (B, C, L+K-1), a C-contiguous copy whatever z's
+    memory order, and sums one shifted window per tap: $y = \beta + \sum_j W_{:,j} \odot \tilde z_{[j, j+L)}$;
+    its backward pads g with K-1 zeros behind in the same way. Shapes: z (B, C, L), W (C, K), bias (C,) ->
+    y (B, C, L), C-contiguous. z may be a view of channel-major memory, as the in-projection of
+    :func:`~minihyena.functional.linear_swap` gives it; the fused kernels read that memory as it is and
+    give $\partial z$ the same layout.
     """
 
     @staticmethod
     def forward(ctx, z, weight, bias):
-        ctx.save_for_backward(z, weight)
         fused = ctx.backend.fused("short_conv", z, weight, bias)
+        ctx.padded = fused is None
         if fused is not None:
+            ctx.save_for_backward(z, weight)
             return fused(z, weight, bias)  # (B, C, L)
         L, K = z.shape[-1], weight.shape[1]
-        y = ctx.xp.empty(z.shape, dtype=z.dtype)  # (B, C, L), C-contiguous whatever z's memory order
-        ctx.xp.multiply(weight[None, :, K - 1, None], z, out=y)  # the last tap (no lag) reaches every position
+        zp = _pad(ctx.xp, z, K - 1, front=True)  # (B, C, L+K-1): zp[t + K-1] = z[t]
+        ctx.save_for_backward(zp, weight)
+        y = weight[None, :, 0, None] * zp[..., :L]  # (B, C, L): tap 0 looks K-1 steps back
+        for j in range(1, K):
+            y += weight[None, :, j, None] * zp[..., j : j + L]  # tap j, K-1-j steps back
         if bias is not None:
             y += bias[:, None]
-        for j in range(K - 1):
-            lag = K - 1 - j  # tap j looks `lag` steps back
-            if lag < L:
-                y[..., lag:] += weight[None, :, j, None] * z[..., : L - lag]
         return y
 
     @staticmethod
     def backward(ctx, g):
-        z, weight = ctx.saved
-        fused = ctx.backend.fused("short_conv_xcorr", g, weight, z)
-        if fused is not None:
-            dz, dw, db = fused(g, weight, z)  # (B, C, L), (C, K), (C,)
-            return dz, dw, db if ctx.needs_input_grad[2] else None
-        L, K = z.shape[-1], weight.shape[1]
-        dz = ctx.xp.empty_like(z)  # (B, C, L) in z's memory order (see LinearSwap: then rows(dz) is free)
-        ctx.xp.multiply(weight[None, :, K - 1, None], g, out=dz)  # the last tap's share, at every position
-        dw = ctx.xp.zeros(weight.shape, dtype=weight.dtype)  # (C, K)
+        saved, weight = ctx.saved
+        L, K = g.shape[-1], weight.shape[1]
+        if ctx.padded:
+            zp = saved
+        else:
+            fused = ctx.backend.fused("short_conv_xcorr", g, weight, saved)
+            if fused is not None:
+                dz, dw, db = fused(g, weight, saved)  # (B, C, L) in z's memory order, (C, K), (C,)
+                return dz, dw, db if ctx.needs_input_grad[2] else None
+            zp = _pad(ctx.xp, saved, K - 1, front=True)
+        gp = _pad(ctx.xp, g, K - 1, front=False)  # (B, C, L+K-1): g[t] then K-1 zeros
+        dz = weight[None, :, K - 1, None] * gp[..., :L]  # (B, C, L): the unlagged tap
+        for j in range(K - 1):
+            ahead = K - 1 - j  # tap j's output lies `ahead` steps after its input
+            dz += weight[None, :, j, None] * gp[..., ahead : ahead + L]
+        dw = ctx.xp.empty(weight.shape, dtype=weight.dtype)  # (C, K)
         for j in range(K):
-            lag = K - 1 - j
-            if lag < L:
-                if lag > 0:
-                    dz[..., : L - lag] += weight[None, :, j, None] * g[..., lag:]
-                dw[:, j] = ctx.xp.einsum("bcl,bcl->c", g[..., lag:], z[..., : L - lag])  # sum over b, t: no temporary
+            dw[:, j] = ctx.xp.einsum("bcl,bcl->c", g, zp[..., j : j + L])  # sum over b, t: no temporary
         db = g.sum(axis=(0, 2)) if ctx.needs_input_grad[2] else None  # (C,)
         return dz, dw, db
+
+
+def _pad(xp, x, n: int, front: bool):
+    """x (..., L) with n zeros in front (``front``) or behind: (..., L + n), C-contiguous."""
+    out = xp.zeros(x.shape[:-1] + (x.shape[-1] + n,), dtype=x.dtype)
+    if front:
+        out[..., n:] = x
+    else:
+        out[..., : x.shape[-1]] = x
+    return out
 
 
 def short_conv(z: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
