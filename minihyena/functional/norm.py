@@ -42,8 +42,9 @@ class LayerNorm(Function):
         if fused is not None:
             y, xhat, rstd = fused(x, weight, bias, eps)
         else:
-            xc = x - x.mean(axis=-1, keepdims=True)
-            rstd = layer_norm_rstd((xc * xc).mean(axis=-1, keepdims=True), eps)  # (..., 1)
+            xc = x - x.mean(axis=-1, keepdims=True)  # (..., D)
+            var = ctx.xp.einsum("...i,...i->...", xc, xc)[..., None] / x.shape[-1]  # (..., 1): no xc * xc temporary
+            rstd = layer_norm_rstd(var, eps)  # (..., 1)
             xhat = xc * rstd  # (..., D)
             y = xhat * weight if weight is not None else xhat.copy()
             if bias is not None:
@@ -58,10 +59,14 @@ class LayerNorm(Function):
         if fused is not None:
             dx, dw, db = fused(g, xhat, rstd, weight)
         else:
-            gh = g * weight if weight is not None else g  # (..., D)
-            dx = layer_norm_dx(rstd, gh, gh.mean(axis=-1, keepdims=True), xhat, (gh * xhat).mean(axis=-1, keepdims=True))
-            rows = (-1, g.shape[-1])
-            dw = (g * xhat).reshape(rows).sum(axis=0) if weight is not None else None  # (D,)
+            D, rows = g.shape[-1], (-1, g.shape[-1])
+            gx = g * xhat  # (..., D): the rows of dgamma, and gh * xhat = gx * gamma
+            if weight is not None:  # the two means over the last axis as matrix-vector products with gamma
+                gh, mean_gh, mean_ghx = g * weight, (g @ weight)[..., None] / D, (gx @ weight)[..., None] / D
+            else:
+                gh, mean_gh, mean_ghx = g, g.mean(axis=-1, keepdims=True), gx.mean(axis=-1, keepdims=True)
+            dx = layer_norm_dx(rstd, gh, mean_gh, xhat, mean_ghx)  # (..., D)
+            dw = gx.reshape(rows).sum(axis=0) if weight is not None else None  # (D,)
             db = g.reshape(rows).sum(axis=0)  # (D,)
         dw = dw if ctx.needs_input_grad[1] else None
         db = db if ctx.needs_input_grad[2] else None
