@@ -221,7 +221,8 @@ class Trainer:
             self._restore(arrays, meta)
         elif meta is not None:  # --init-from: the weights, and nothing of the old run's training state
             self._load_weights(arrays, source)
-        comm.broadcast_parameters(self.model.parameters())  # identical copies, whatever each rank built
+        self.params = self.model.parameters()  # held: walking the modules for them costs about 0.25 ms a step
+        comm.broadcast_parameters(self.params)  # identical copies, whatever each rank built
 
     # ------------------------------------------------------------------ checkpoint state
     def _restore(self, arrays: dict, meta: dict) -> None:
@@ -288,10 +289,11 @@ class Trainer:
                 f"loss became {value} at step {self.step}; stopped without updating. The last good checkpoint "
                 f"is kept at {self._last_checkpoint()}. Try a lower --lr or --grad-clip."
             )
-        self.model.zero_grad()
+        for p in self.params:  # model.zero_grad(), without walking the modules
+            p.grad = None
         loss.backward()
-        self.comm.average_gradients(self.model.parameters())  # one allreduce; clip the global batch's gradient
-        norm = clip_grad_norm(self.model.parameters(), cfg.grad_clip)
+        self.comm.average_gradients(self.params)  # one allreduce; clip the global batch's gradient
+        norm = clip_grad_norm(self.params, cfg.grad_clip)
         if not math.isfinite(norm):
             raise TrainingError(
                 f"the gradient norm became {norm} at step {self.step} (loss {value:.4f}); stopped without updating. "
