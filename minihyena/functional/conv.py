@@ -149,7 +149,7 @@ class ShortConv(Function):
             ctx.save_for_backward(z, weight)
             return fused(z, weight, bias)  # (B, C, L)
         L, K = z.shape[-1], weight.shape[1]
-        zp = _pad(ctx.xp, z, K - 1, front=True)  # (B, C, L+K-1): zp[t + K-1] = z[t]
+        zp = _pad(ctx.xp, z, (K - 1, 0))  # (B, C, L+K-1): zp[t + K-1] = z[t]
         ctx.save_for_backward(zp, weight)
         y = weight[None, :, 0, None] * zp[..., :L]  # (B, C, L): tap 0 looks K-1 steps back
         for j in range(1, K):
@@ -169,8 +169,8 @@ class ShortConv(Function):
             if fused is not None:
                 dz, dw, db = fused(g, weight, saved)  # (B, C, L) in z's memory order, (C, K), (C,)
                 return dz, dw, db if ctx.needs_input_grad[2] else None
-            zp = _pad(ctx.xp, saved, K - 1, front=True)
-        gp = _pad(ctx.xp, g, K - 1, front=False)  # (B, C, L+K-1): g[t] then K-1 zeros
+            zp = _pad(ctx.xp, saved, (K - 1, 0))
+        gp = _pad(ctx.xp, g, (0, K - 1))  # (B, C, L+K-1): g[t] then K-1 zeros
         dz = weight[None, :, K - 1, None] * gp[..., :L]  # (B, C, L): the unlagged tap
         for j in range(K - 1):
             ahead = K - 1 - j  # tap j's output lies `ahead` steps after its input
@@ -182,14 +182,9 @@ class ShortConv(Function):
         return dz, dw, db
 
 
-def _pad(xp, x, n: int, front: bool):
-    """x (..., L) with n zeros in front (``front``) or behind: (..., L + n), C-contiguous."""
-    out = xp.zeros(x.shape[:-1] + (x.shape[-1] + n,), dtype=x.dtype)
-    if front:
-        out[..., n:] = x
-    else:
-        out[..., : x.shape[-1]] = x
-    return out
+def _pad(xp, x, before_after: tuple[int, int]):
+    """x (..., L) with zeros before and after its last axis (``xp.pad``): a new C-contiguous array."""
+    return xp.pad(x, [(0, 0)] * (x.ndim - 1) + [before_after])
 
 
 def short_conv(z: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
