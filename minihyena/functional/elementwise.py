@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from ..autograd import Function, Tensor
-from ._checks import check_float, check_same_float, tensors_pair, unbroadcast
+from ._checks import check_float, check_same_float, sum_rows, tensors_pair, unbroadcast
 
 
 def _broadcast_check(op: str, a: Tensor, b: Tensor) -> None:
@@ -204,7 +204,7 @@ class GELU(Function):
             dx = gelu_grad(g, x if bias is None else x + bias, t)
         if not (ctx.has_bias and ctx.needs_input_grad[1]):
             return dx, None
-        return dx, db if db is not None else dx.reshape(-1, dx.shape[-1]).sum(axis=0)  # (D,)
+        return dx, db if db is not None else sum_rows(ctx.xp, dx.reshape(-1, dx.shape[-1]))  # (D,)
 
 
 def _unary(fn, op: str, x: Tensor) -> Tensor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..autograd import Function, Tensor
-from ._checks import check_float, check_same_float, ids_on_device, tensors_pair, unbroadcast
+from ._checks import check_float, check_same_float, ids_on_device, sum_rows, tensors_pair, unbroadcast
 
 
 def _swap_last(a):
@@ -72,7 +72,7 @@ class Linear(Function):
         g2 = g.reshape(-1, g.shape[-1])  # (rows, out)
         gx = (g2 @ weight).reshape(x.shape) if ctx.needs_input_grad[0] else None  # (rows, in) -> (..., in)
         gw = g2.T @ x.reshape(-1, x.shape[-1]) if ctx.needs_input_grad[1] else None  # (out, in)
-        gb = g2.sum(axis=0) if ctx.needs_input_grad[2] else None  # (out,)
+        gb = sum_rows(ctx.xp, g2) if ctx.needs_input_grad[2] else None  # (out,)
         return gx, gw, gb
 
 
@@ -145,12 +145,12 @@ class LinearSwap(Function):
             G = _rows(xp, g)  # (out, B L)
             gx = (G.T @ weight).reshape(B, g.shape[2], weight.shape[1]) if want_x else None  # (B L, in) -> (B, L, in)
             gw = G @ x if want_w else None  # (out, B L) @ (B L, in) -> (out, in)
-            gb = G.sum(axis=1) if want_b else None  # (out,)
+            gb = sum_rows(xp, G.T) if want_b else None  # (out,)
         else:  # g (B, L, out), x = rows (in, B L)
             G = g.reshape(-1, g.shape[-1])  # (B L, out)
             gx = _unrows(xp, weight.T @ G.T, B, g.shape[1]) if want_x else None  # (in, out) @ (out, B L) -> (B, in, L)
             gw = G.T @ x.T if want_w else None  # (out, B L) @ (B L, in) -> (out, in)
-            gb = G.sum(axis=0) if want_b else None  # (out,)
+            gb = sum_rows(xp, G) if want_b else None  # (out,)
         return gx, gw, gb
 
 

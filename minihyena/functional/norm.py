@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..autograd import Function, Tensor
-from ._checks import check_float, check_same_float, ids_on_device, normalize_axis
+from ._checks import check_float, check_same_float, ids_on_device, normalize_axis, sum_rows
 
 
 # Formulas of layer norm and cross-entropy, written once for arrays or scalars: the reference below
@@ -66,8 +66,8 @@ class LayerNorm(Function):
             else:
                 gh, mean_gh, mean_ghx = g, g.mean(axis=-1, keepdims=True), gx.mean(axis=-1, keepdims=True)
             dx = layer_norm_dx(rstd, gh, mean_gh, xhat, mean_ghx)  # (..., D)
-            dw = gx.reshape(rows).sum(axis=0) if weight is not None else None  # (D,)
-            db = g.reshape(rows).sum(axis=0)  # (D,)
+            dw = sum_rows(ctx.xp, gx.reshape(rows)) if weight is not None else None  # (D,)
+            db = sum_rows(ctx.xp, g.reshape(rows))  # (D,)
         dw = dw if ctx.needs_input_grad[1] else None
         db = db if ctx.needs_input_grad[2] else None
         return dx.astype(g.dtype, copy=False), dw, db, None
