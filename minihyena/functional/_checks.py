@@ -117,7 +117,9 @@ def sum_rows(xp, a):
     r"""The sum of the rows of a 2-D array, (n, m) -> (m,), as the matrix-vector product $1^\top a$.
 
     BLAS runs it on every core and reads ``a`` in either memory order, where ``a.sum(axis=0)`` runs on
-    one (float32, two threads: 8192 x 128 rows 0.03 ms against 0.29, 128 x 8192 transposed 0.11 against 0.56).
+    one (float32, two threads: the rows of a (8192, 128) array in 0.05 ms against 0.18, of the transposed
+    (384, 8192) in-projection gradient in 0.11 against 0.56). It adds in another order than NumPy's
+    pairwise sum: over 8,192 float32 terms of N(0, 1), 1.2e-4 from the float64 sum against 2.8e-5.
     """
     return xp.ones(a.shape[0], dtype=a.dtype) @ a  # (n,) @ (n, m) -> (m,)
 
