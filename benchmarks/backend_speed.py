@@ -49,6 +49,7 @@ TORCH = ("torch", "torch-default", "torch.compile")
 def _minihyena_step(backend: str, B: int, L: int):
     from minihyena.backends import configure_threads
     from minihyena.nn.model import HyenaConfig, HyenaLM
+    from minihyena.nn.module import clear_grads
     from minihyena.optim import AdamW, clip_grad_norm, param_groups
 
     # as the command line does: numba's workers sleep, BLAS on one thread (unless set); numpy's FFT threads
@@ -63,8 +64,7 @@ def _minihyena_step(backend: str, B: int, L: int):
 
     def step():
         loss = model.loss(x, y)
-        for p in params:  # model.zero_grad(), as in Trainer.train_step
-            p.grad = None
+        clear_grads(params)  # model.zero_grad(), as in Trainer.train_step
         loss.backward()
         clip_grad_norm(params, 1.0)
         opt.step()

@@ -29,6 +29,7 @@ from .flops import fmt_flops, train_step_flops
 from .memory import check_fits, training_bytes
 from .messages import plural
 from .nn.model import HyenaConfig, HyenaLM
+from .nn.module import clear_grads
 from .optim import AdamW, clip_grad_norm, cosine_lr, param_groups
 from .progress import Progress
 from .runs import RunLock, check_out_folder
@@ -289,8 +290,7 @@ class Trainer:
                 f"loss became {value} at step {self.step}; stopped without updating. The last good checkpoint "
                 f"is kept at {self._last_checkpoint()}. Try a lower --lr or --grad-clip."
             )
-        for p in self.params:  # model.zero_grad(), without walking the modules
-            p.grad = None
+        clear_grads(self.params)  # model.zero_grad(), without walking the modules
         loss.backward()
         self.comm.average_gradients(self.params)  # one allreduce; clip the global batch's gradient
         norm = clip_grad_norm(self.params, cfg.grad_clip)

@@ -94,8 +94,7 @@ class Module:
         return self.train(False)
 
     def zero_grad(self) -> None:
-        for p in self.parameters():
-            p.grad = None
+        clear_grads(self.parameters())
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -158,3 +157,10 @@ class Module:
     def backend(self):
         params = self.parameters()
         return params[0].backend if params else get_backend()
+
+
+def clear_grads(params) -> None:
+    """Drop the gradient of every parameter in ``params`` (``Module.zero_grad`` for a list a caller holds:
+    collecting a model's parameters walks all its modules)."""
+    for p in params:
+        p.grad = None
