@@ -5,6 +5,8 @@ The fake backends registered here are classes of this module; ``register_backend
 """
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import os
 import subprocess
 import sys
@@ -313,12 +315,76 @@ def test_configure_threads_is_explicit_and_says_what_it_chose(monkeypatch):
         get_backend("numba")
     except BackendUnavailableError as exc:
         pytest.skip(str(exc))
+    monkeypatch.setattr(backends.threads, "_numba_workers", lambda: ["Numba workers on TBB"])  # tested below
     line = backends.configure_threads("numba")
-    assert line == "threads: backend 'numba', OMP_WAIT_POLICY=passive, BLAS limited to 1 thread"
-    assert limits == [(1, "blas")] and os.environ["OMP_WAIT_POLICY"] == "passive"
+    assert line == "threads: backend 'numba', Numba workers on TBB, BLAS limited to 1 thread"
+    assert limits == [(1, "blas")]
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")  # the user's choice wins
     assert backends.configure_threads("numba").endswith("BLAS threads as set by OPENBLAS_NUM_THREADS=2")
     assert backends.configure_threads("numba", blas_threads=2).endswith("BLAS limited to 2 threads")
+
+
+def test_numba_workers_are_tbb_where_it_loads_else_sleeping_openmp(monkeypatch):
+    numba = pytest.importorskip("numba")
+    from numba.np.ufunc import parallel
+
+    threads = backends.threads
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.delenv("NUMBA_THREADING_LAYER", raising=False)
+    monkeypatch.setattr(numba.config, "THREADING_LAYER", numba.config.THREADING_LAYER)  # restored afterwards
+    monkeypatch.setattr(parallel, "_is_initialized", False)  # as in a fresh process, before any kernel
+    monkeypatch.setattr(threads, "load_tbb", lambda: "the tbb package is not installed")
+    assert threads._numba_workers() == ["Numba workers on OpenMP (the tbb package is not installed)",
+                                        "OMP_WAIT_POLICY=passive"]
+    assert os.environ["OMP_WAIT_POLICY"] == "passive"
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    monkeypatch.setattr(threads, "load_tbb", lambda: None)
+    if importlib.util.find_spec("numba.np.ufunc.tbbpool") is not None:
+        assert threads._numba_workers() == ["Numba workers on TBB"]
+        assert numba.config.THREADING_LAYER == "tbb" and "OMP_WAIT_POLICY" not in os.environ
+    monkeypatch.setenv("NUMBA_THREADING_LAYER", "omp")  # the user's choice wins
+    assert threads._numba_workers() == ["Numba threading layer as set by NUMBA_THREADING_LAYER=omp"]
+    monkeypatch.setattr(parallel, "_is_initialized", True)  # too late to choose: said so
+    monkeypatch.setattr(numba, "threading_layer", lambda: "workqueue")
+    assert threads._numba_workers() == ["Numba's workqueue workers already running"]
+
+
+def test_load_tbb_says_why_not(monkeypatch):
+    threads = backends.threads
+
+    def missing(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", missing)
+    assert threads.load_tbb() == "the tbb package is not installed"
+
+    class NoLibrary:
+        files, version = [], "2099.1"
+
+    monkeypatch.setattr(importlib.metadata, "distribution", lambda name: NoLibrary())
+    assert threads.load_tbb() == "the tbb package has no libtbb.so.12 (Linux only)"
+
+
+def test_a_fresh_process_runs_numba_kernels_on_tbb_where_tbb_is_installed(tmp_path):
+    pytest.importorskip("numba")
+    if backends.threads.load_tbb() is not None:
+        pytest.skip(f"TBB cannot load here: {backends.threads.load_tbb()}")
+    script = (
+        "import numba, numpy as np\n"
+        "import minihyena as mh\n"
+        "from minihyena import functional as F\n"
+        "print(mh.backends.configure_threads('numba'))\n"
+        "x = mh.Tensor(np.ones((2, 3, 8), np.float32), backend='numba', requires_grad=True)\n"
+        "F.gelu(F.fftconv(x, mh.Tensor(np.ones((3, 8), np.float32)))).sum().backward()\n"
+        "print(numba.threading_layer(), float(x.grad.sum()))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_THREADING_LAYER", "LD_LIBRARY_PATH")}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    first, last = out.stdout.strip().splitlines()
+    assert "Numba workers on TBB" in first
+    assert last.split()[0] == "tbb" and np.isfinite(float(last.split()[1]))
 
 
 def test_running_numba_kernels_leaves_threads_alone(tmp_path):

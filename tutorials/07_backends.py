@@ -103,8 +103,9 @@ for name in mh.known_backends():
 #
 # Numba's worker threads and NumPy's BLAS threads (the matrix products) share the cores, and
 # both spin while they wait. Using a backend never changes threads; a program chooses, once,
-# before the first kernel runs. `configure_threads("numba")` makes idle OpenMP workers sleep
-# (`OMP_WAIT_POLICY=passive`) and limits BLAS to one thread unless `OPENBLAS_NUM_THREADS` (or
+# before the first kernel runs. `configure_threads("numba")` puts the compiled kernels on Numba's
+# TBB workers, which wake in microseconds (where the `tbb` package is installed; else on OpenMP
+# workers that sleep when idle) and limits BLAS to one thread unless `OPENBLAS_NUM_THREADS` (or
 # `OMP_NUM_THREADS`, `MKL_NUM_THREADS`) is set, and returns a line saying what it did. The
 # `minihyena` command line does the same for the backend it runs on.
 
