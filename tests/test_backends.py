@@ -334,7 +334,7 @@ def test_numba_workers_are_tbb_where_it_loads_else_sleeping_openmp(monkeypatch):
     monkeypatch.setattr(numba.config, "THREADING_LAYER", numba.config.THREADING_LAYER)  # restored afterwards
     monkeypatch.setattr(parallel, "_is_initialized", False)  # as in a fresh process, before any kernel
     monkeypatch.setattr(threads, "load_tbb", lambda: "the tbb package is not installed")
-    assert threads._numba_workers() == ["Numba workers on OpenMP (the tbb package is not installed)",
+    assert threads._numba_workers() == ["Numba workers without TBB (the tbb package is not installed)",
                                         "OMP_WAIT_POLICY=passive"]
     assert os.environ["OMP_WAIT_POLICY"] == "passive"
     monkeypatch.delenv("OMP_WAIT_POLICY")

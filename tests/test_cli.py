@@ -277,7 +277,7 @@ def test_the_numba_backend_thread_choice_is_made_and_logged_by_the_command(tmp_p
     from minihyena.backends.threads import load_tbb
 
     why = load_tbb()  # the command's choice: TBB where it loads, else OpenMP's workers asleep when idle
-    workers = "Numba workers on TBB" if why is None else f"Numba workers on OpenMP ({why}), OMP_WAIT_POLICY=passive"
+    workers = "Numba workers on TBB" if why is None else f"Numba workers without TBB ({why}), OMP_WAIT_POLICY=passive"
     assert f"threads: backend 'numba', {workers}, BLAS limited to 1 thread" in proc.stdout
     plain = cli("train", "--data", "t.txt", "--out", "run2", *SMALL, "--sample-tokens", "0", cwd=tmp_path)
     assert plain.returncode == 0 and "threads:" not in plain.stdout  # numpy: nothing chosen, nothing said

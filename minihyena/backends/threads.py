@@ -80,7 +80,8 @@ def _numba_workers() -> list[str]:
         numba.config.THREADING_LAYER = "tbb"
         return ["Numba workers on TBB"]
     os.environ.setdefault("OMP_WAIT_POLICY", "passive")
-    return [f"Numba workers on OpenMP ({why})", f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}"]
+    # Numba then takes OpenMP, or its own workqueue where there is none (macOS without libomp)
+    return [f"Numba workers without TBB ({why})", f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}"]
 
 
 def configure_threads(backend=None, blas_threads: int | None = None, fft_workers: int | None = None) -> str:
