@@ -8,7 +8,7 @@ Columns (best of 15 runs, ms; median in brackets), all float32, D = 128 channels
   the Backends page's table of this choice was measured when that backend used ``numpy.fft``);
 * scipy: ``scipy.fft`` with ``workers=2`` called from Python on whole arrays, the spectral products
   and the batch sum in compiled loops;
-* rocket: what the Numba backend ships, rocket-fft's ``np.fft`` one row at a time inside ``prange``;
+* rocket: what the Numba backend ships, rocket-fft's ``np.fft`` on blocks of ``FFT_ROWS`` rows inside ``prange``;
 * direct: the backend's compiled O(L^2) kernels (only up to L = 256).
 
 All use the FFT length ``fft_size(L)`` (the smallest 2^a 3^b 5^c >= 2L - 1) and keep the spectra of u and
@@ -28,7 +28,7 @@ from minihyena.backends import configure_threads, get_backend
 from minihyena.backends.base import fft_size
 from minihyena.functional.conv import FFTConv
 
-SIZES = [(16, 32), (16, 64), (16, 128), (16, 256), (4, 1024), (4, 2048), (2, 4096), (1, 8192)]  # (B, L)
+SIZES = [(16, 32), (16, 64), (16, 128), (16, 160), (16, 192), (16, 256), (4, 1024), (4, 2048), (2, 4096), (1, 8192)]  # (B, L)
 D = 128
 
 

@@ -105,6 +105,14 @@ def test_fftconv(backend, rng, L, dtype):
     assert_parity(backend, F.fftconv, [u, k, skip], tol=1e-4, fused=("causal_conv", "causal_xcorr"))
 
 
+@pytest.mark.parametrize("B,D", [(3, 11), (1, 17), (2, 16)])
+def test_fftconv_in_blocks_of_rows(backend, rng, B, D):
+    # 1e-4: as test_fftconv. Numba transforms 8 rows per call: with D = 11 a block holds the last
+    # channels of one sequence and the first of the next, and the last block of channels is short.
+    u, k, skip = f32(rng, B, D, 300), f32(rng, D, 300), f32(rng, D)
+    assert_parity(backend, F.fftconv, [u, k, skip], tol=1e-4, fused=("causal_conv", "causal_xcorr"))
+
+
 NAMES = [pytest.param(n, marks=pytest.mark.gpu) if n == "cupy" else n for n in OTHERS]
 
 

@@ -162,41 +162,64 @@ def fir_xcorr(g, h, u, a, bh, gsum, cm):
 
 
 # ---------------------------------------------------------------------------- long causal convolution, FFT
+# Rows per transform call. rocket-fft hands a block of rows to pocketfft, which transforms several rows
+# at once in SIMD lanes: a block of 8 rows of 8,192 points (n = 16,384) took 1.97 ms for 128 rows
+# where one row per call took 3.11 (rfft), 1.65 against 3.98 (irfft); at L = 1024, 512 rows, 0.72
+# against 2.28 and 0.77 against 1.23 (two threads, float32).
+FFT_ROWS = 8
+
+
 @jit(parallel=True)
 def conv_fft(u, k, y, U, K, n):
-    """K[d] = rfft(k[d], n); U[b,d] = rfft(u[b,d], n); y[b,d] = irfft(U K)[:L], one row at a time (the
-    product in place in the row's own spectrum). U and K are kept by the caller for xcorr_fft: the
-    backward then transforms only g."""
+    """K[d] = rfft(k[d], n); U[b,d] = rfft(u[b,d], n); y[b,d] = irfft(U K)[:L], FFT_ROWS rows per call
+    (the product in place in the block's own spectra). U and K are kept by the caller for xcorr_fft:
+    the backward then transforms only g."""
     B, D, L = u.shape
     F = K.shape[1]
-    for d in prange(D):
-        K[d] = np.fft.rfft(k[d], n)
-    for r in prange(B * D):
-        X = np.fft.rfft(u[r // D, r % D], n)
-        U[r // D, r % D] = X
-        Kd = K[r % D]
-        for f in range(F):
-            X[f] *= Kd[f]
-        y[r // D, r % D] = np.fft.irfft(X, n)[:L]
+    R = B * D
+    u2 = u.reshape((R, L))  # row r = (b, d) with b = r // D, d = r % D
+    U2 = U.reshape((R, F))
+    y2 = y.reshape((R, L))
+    for i in prange((D + FFT_ROWS - 1) // FFT_ROWS):
+        d0 = i * FFT_ROWS
+        K[d0 : d0 + FFT_ROWS] = np.fft.rfft(k[d0 : d0 + FFT_ROWS], n)
+    for i in prange((R + FFT_ROWS - 1) // FFT_ROWS):
+        r0 = i * FFT_ROWS
+        X = np.fft.rfft(u2[r0 : r0 + FFT_ROWS], n)  # (rows, F)
+        U2[r0 : r0 + FFT_ROWS] = X
+        for j in range(X.shape[0]):
+            Xj = X[j]
+            Kd = K[(r0 + j) % D]
+            for f in range(F):
+                Xj[f] *= Kd[f]
+        y2[r0 : r0 + FFT_ROWS] = np.fft.irfft(X, n)[:, :L]
 
 
 @jit(parallel=True)
 def xcorr_fft(g, U, K, a, bk, n):
-    """Per channel d: a[b,d] = irfft(G conj(K))[:L] for each batch row; bk[d] = irfft(sum_b G conj(U))[:L]
-    (the batch summed in the spectrum: one inverse FFT per channel). Products in place, no temporaries."""
+    """Per block of FFT_ROWS channels: a[b,d] = irfft(G conj(K))[:L] for each batch index b;
+    bk[d] = irfft(sum_b G conj(U))[:L] (the batch summed in the spectrum: one inverse FFT per channel).
+    Products in place."""
     B, D, L = g.shape
     F = K.shape[1]
-    for d in prange(D):
-        Kd = K[d]
-        S = np.zeros_like(Kd)
+    for i in prange((D + FFT_ROWS - 1) // FFT_ROWS):
+        d0 = i * FFT_ROWS
+        d1 = min(d0 + FFT_ROWS, D)
+        Kc = K[d0:d1]
+        S = np.zeros_like(Kc)  # (rows, F)
         for b in range(B):
-            G = np.fft.rfft(g[b, d], n)
-            Ub = U[b, d]
-            for f in range(F):
-                S[f] += G[f] * np.conj(Ub[f])
-                G[f] *= np.conj(Kd[f])
-            a[b, d] = np.fft.irfft(G, n)[:L]
-        bk[d] = np.fft.irfft(S, n)[:L]
+            G = np.fft.rfft(g[b, d0:d1], n)  # (rows, F)
+            Ub = U[b, d0:d1]
+            for j in range(d1 - d0):
+                Gj = G[j]
+                Sj = S[j]
+                Uj = Ub[j]
+                Kj = Kc[j]
+                for f in range(F):
+                    Sj[f] += Gj[f] * np.conj(Uj[f])
+                    Gj[f] *= np.conj(Kj[f])
+            a[b, d0:d1] = np.fft.irfft(G, n)[:, :L]
+        bk[d0:d1] = np.fft.irfft(S, n)[:, :L]
 
 
 # ---------------------------------------------------------------------------- elementwise (flat arrays)

@@ -2,7 +2,7 @@
 
 It fills the fused-kernel slots of :class:`~minihyena.backends.base.Backend`: the long causal
 convolution and its backward correlations (a direct O(L^2) sum up to ``direct_max_len``, above it
-rocket-fft's ``np.fft`` one row at a time inside the compiled loop: Numba cannot compile ``np.fft``
+rocket-fft's ``np.fft`` on blocks of eight rows inside the compiled loop: Numba cannot compile ``np.fft``
 on its own), the short convolution and its backward (the same causal-FIR kernel pair as the direct
 long convolution), GELU, layer norm, softmax cross-entropy (forward and backward), the product of
 two arrays of one shape (the gates, from ``fused_min_size`` numbers up) and its backward, the AdamW
@@ -77,7 +77,7 @@ class NumbaBackend(NumpyBackend):
     device = "cpu"
     xp = np
     priority = 10  # mixed with plain numpy arrays, ops run here
-    direct_max_len = 256  # at or below this length the O(L^2) direct convolution beats the FFT (docs: Backends)
+    direct_max_len = 160  # at or below this length the O(L^2) direct convolution beats the FFT (docs: Backends)
     parallel_min_size = 1 << 16  # AdamW on fewer numbers runs on one thread (a wake-up of the workers costs more)
     # Gate products of fewer numbers run the reference (NumPy's product): at B x L = 16 x 128 (D = 128,
     # 262,144 numbers) NumPy's one-thread product took 0.6-0.8 of the kernels' time (the workers' wake-up);
