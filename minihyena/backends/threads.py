@@ -91,9 +91,9 @@ def configure_threads(backend=None, blas_threads: int | None = None, fft_workers
 
     * Numba's TBB threading layer where the ``tbb`` package is installed (:func:`load_tbb`), unless
       ``NUMBA_THREADING_LAYER`` is set. Its idle workers spin briefly, then sleep: on a 2-vCPU VM a
-      parallel kernel over 1,024 numbers took 2 us on TBB against 54 us on OpenMP's sleeping workers
-      (each wake-up is a trip through the hypervisor), and one over 262,144 numbers 22 against 65 us
-      (one thread: 34 us). A train step has about 50 parallel kernels.
+      parallel kernel over 1,024 numbers took 1.7 us on TBB against 48 us on OpenMP's sleeping workers
+      (each wake-up is a trip through the hypervisor), and one over 262,144 numbers 20 against 64 us
+      (one thread: 33 us; ``benchmarks/kernel_launch.py``). A train step has about 50 parallel kernels.
     * Otherwise OpenMP with ``OMP_WAIT_POLICY=passive``, unless set: idle OpenMP workers sleep instead
       of spinning and taking the cores from BLAS. Either choice only takes effect before the first
       parallel kernel runs; the pool then stays for the life of the process.
