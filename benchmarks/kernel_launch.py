@@ -20,8 +20,9 @@ WORKER = r"""
 import json, os, sys, time
 import numpy as np
 from minihyena.backends.threads import load_tbb
-if os.environ["NUMBA_THREADING_LAYER"] == "tbb" and load_tbb() is not None:
-    print(json.dumps({"skip": load_tbb()})); sys.exit()
+why = load_tbb()  # as configure_threads does: the tbb wheel's library, preloaded
+if os.environ["NUMBA_THREADING_LAYER"] == "tbb" and why is not None:
+    print(json.dumps({"skip": why})); sys.exit()
 import numba
 from numba import njit, prange
 

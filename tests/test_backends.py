@@ -349,7 +349,7 @@ def test_numba_workers_are_tbb_where_it_loads_else_sleeping_openmp(monkeypatch):
     assert threads._numba_workers() == ["Numba's workqueue workers already running"]
 
 
-def test_load_tbb_says_why_not(monkeypatch):
+def test_load_tbb_says_why_not(monkeypatch, tmp_path):
     threads = backends.threads
 
     def missing(name):
@@ -364,11 +364,22 @@ def test_load_tbb_says_why_not(monkeypatch):
     monkeypatch.setattr(importlib.metadata, "distribution", lambda name: NoLibrary())
     assert threads.load_tbb() == "the tbb package has no libtbb.so.12 (Linux only)"
 
+    class BrokenLibrary:  # listed, but not a library that loads
+        files, version = [importlib.metadata.PackagePath("lib/libtbb.so.12")], "2099.1"
+
+        def locate_file(self, path):
+            return tmp_path / "missing" / path
+
+    monkeypatch.setattr(importlib.metadata, "distribution", lambda name: BrokenLibrary())
+    why = threads.load_tbb()
+    assert why.startswith("libtbb.so.12 did not load (") and "missing" in why
+
 
 def test_a_fresh_process_runs_numba_kernels_on_tbb_where_tbb_is_installed(tmp_path):
     pytest.importorskip("numba")
-    if backends.threads.load_tbb() is not None:
-        pytest.skip(f"TBB cannot load here: {backends.threads.load_tbb()}")
+    why = backends.threads.load_tbb()
+    if why is not None:
+        pytest.skip(f"TBB cannot load here: {why}")
     script = (
         "import numba, numpy as np\n"
         "import minihyena as mh\n"
